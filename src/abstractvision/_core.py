@@ -1,0 +1,367 @@
+"""The engine-free layer shared by :class:`VisionManager` and :class:`AsyncVisionManager`.
+
+It turns a task call into a validated request (``plan``), gates it against the capability
+registry and the backend's declared capabilities, and turns a backend result into the
+public output (``finalize``: provenance metadata, PNG text chunks). The two managers only
+differ in how they *run* the backend and the store (directly vs. awaited / in a thread).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Optional, Union
+
+from . import _media, _validation
+from .backends.base_backend import TASK_METHODS
+from .errors import (
+    BackendError,
+    BackendNotConfiguredError,
+    CapabilityNotSupportedError,
+    GenerationCancelledError,
+    InvalidRequestError,
+)
+from .model_capabilities import VisionModelCapabilitiesRegistry
+from .types import (
+    GeneratedAsset,
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImageToVideoRequest,
+    ImageUpscaleRequest,
+    MultiAngleRequest,
+    ProgressEvent,
+    VideoGenerationRequest,
+    VisionBackendCapabilities,
+)
+
+Output = Union[GeneratedAsset, dict[str, Any]]
+
+_REQUEST_TYPES: dict[str, type] = {
+    "text_to_image": ImageGenerationRequest,
+    "image_to_image": ImageEditRequest,
+    "image_upscale": ImageUpscaleRequest,
+    "multi_view_image": MultiAngleRequest,
+    "text_to_video": VideoGenerationRequest,
+    "image_to_video": ImageToVideoRequest,
+}
+_IMAGE_INPUTS = ("image", "mask", "reference_image")
+_BATCH_METHODS = {
+    "text_to_image": "generate_image_batch",
+    "image_to_image": "edit_image_batch",
+    "text_to_video": "generate_video_batch",
+    "image_to_video": "image_to_video_batch",
+}
+_PROMPT_REQUIRED = {"text_to_image", "image_to_image", "text_to_video", "multi_view_image"}
+_MODALITY = {"text_to_video": "video", "image_to_video": "video"}
+
+
+class ProgressRelay:
+    """Forwards engine progress to the caller's ``on_progress``, stamping elapsed time."""
+
+    def __init__(self, task: str, callback: Optional[Callable[[ProgressEvent], None]], started: float) -> None:
+        self.task = task
+        self.callback = callback
+        self.started = started
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if self.callback is None:
+            return
+        if event.elapsed_s is None:
+            event = dataclasses.replace(event, elapsed_s=round(time.perf_counter() - self.started, 6))
+        self.callback(event)
+
+    def emit(self, phase: str, **fields: Any) -> None:
+        if self.callback is not None:
+            self(ProgressEvent(task=self.task, phase=phase, **fields))
+
+
+@dataclass
+class CallPlan:
+    """A validated task call, ready to hand to the backend."""
+
+    task: str
+    request: Any
+    method: str
+    batch: bool
+    parameters: dict[str, Any]
+    relay: ProgressRelay
+    started: float
+    seeds: tuple[int, ...] = ()
+    chunk: Optional[int] = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def check_cancelled(self) -> None:
+        cancel = self.request.cancel
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelledError(f"{self.task} cancelled before it started.")
+
+
+def _describe_input(data: bytes, info: _media.ImageInfo) -> dict[str, Any]:
+    return {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "width": info.width,
+        "height": info.height,
+        "mime_type": info.mime_type,
+    }
+
+
+class ManagerCore:
+    """State and logic shared by the sync and async managers (no engine I/O here)."""
+
+    def __init__(
+        self,
+        backend: Any = None,
+        store: Any = None,
+        model_id: Optional[str] = None,
+        registry: Optional[VisionModelCapabilitiesRegistry] = None,
+    ) -> None:
+        if model_id is not None and (not isinstance(model_id, str) or not model_id.strip()):
+            raise InvalidRequestError("model_id must be a non-empty string or None.", param="model_id")
+        if store is not None and not callable(getattr(store, "store_bytes", None)):
+            raise InvalidRequestError(
+                "store must be a MediaStore (with store_bytes/load_bytes), for example LocalAssetStore().",
+                param="store",
+            )
+        self.backend = backend
+        self.store = store
+        self.model_id = model_id
+        self.registry = registry
+        if model_id is not None:
+            if self.registry is None:
+                self.registry = VisionModelCapabilitiesRegistry()
+            self.registry.resolve(model_id)  # unknown ids fail at construction, not at first call
+
+    # -- gating -----------------------------------------------------------------------
+
+    def require_backend(self) -> Any:
+        if self.backend is None:
+            raise BackendNotConfiguredError(
+                "No vision backend configured. Pass one to VisionManager(backend=...), for example "
+                "OpenAICompatibleVisionBackend or HuggingFaceDiffusersVisionBackend from abstractvision.backends."
+            )
+        return self.backend
+
+    def _gate_registry(self, task: str, params: dict[str, Any], count: int) -> None:
+        if self.model_id is None or self.registry is None:
+            return
+        self.registry.require_support(self.model_id, task)
+        checked = {k: v for k, v in params.items() if not isinstance(v, (bytes, bytearray)) and k not in ("extra",)}
+        if count > 1:
+            checked["n"] = count
+        self.registry.validate_params(self.model_id, task, checked)
+
+    def backend_capabilities(self, backend: Any) -> Optional[VisionBackendCapabilities]:
+        getter = getattr(backend, "get_capabilities", None)
+        return getter() if callable(getter) else None
+
+    def _gate_backend(self, backend: Any, task: str, params: dict[str, Any]) -> Optional[VisionBackendCapabilities]:
+        caps = self.backend_capabilities(backend)
+        if caps is None:
+            return None
+        name = type(backend).__name__
+        if caps.supported_tasks is not None and task not in caps.supported_tasks:
+            raise CapabilityNotSupportedError(
+                f"The configured backend ({name}) does not support task '{task}'.",
+                task=task,
+                supported=list(caps.supported_tasks),
+            )
+        if params.get("mask") is not None and caps.supports_mask is False:
+            raise CapabilityNotSupportedError(
+                f"The configured backend ({name}) does not support masked edits (inpainting); drop 'mask'.",
+                task=task,
+            )
+        for key, limit in (("width", caps.max_width), ("height", caps.max_height), ("num_frames", caps.max_frames), ("fps", caps.max_fps)):
+            value = params.get(key)
+            if limit is not None and value is not None and value > limit:
+                raise InvalidRequestError(f"'{key}'={value} exceeds the backend's maximum of {limit}.", param=key)
+        return caps
+
+    # -- planning ---------------------------------------------------------------------
+
+    def plan(
+        self,
+        task: str,
+        params: dict[str, Any],
+        *,
+        batch: bool = False,
+        count: Any = None,
+        seeds: Any = None,
+        tags: Optional[dict[str, str]] = None,
+    ) -> CallPlan:
+        """Validate and gate a call; coerce image inputs; build the request dataclass.
+
+        ``params`` holds the first-class parameters as given by the caller (positional
+        prompt/image included). Order of checks: backend configured, registry support for
+        the task, parameter names and types, registry constraints, backend capabilities,
+        then image inputs.
+        """
+        started = time.perf_counter()
+        backend = self.require_backend()
+        if self.model_id is not None and self.registry is not None:
+            self.registry.require_support(self.model_id, task)
+        _validation.check_param_names(task, params)
+        params = {k: v for k, v in params.items() if v is not None or k in ("prompt",)}
+        if task in _PROMPT_REQUIRED:
+            params["prompt"] = _validation.check_prompt(params.get("prompt"))
+        else:
+            params["prompt"] = _validation.check_prompt(params.get("prompt"), required=False)
+            if params["prompt"] is None:
+                del params["prompt"]
+        _validation.check_common(params)
+        planned: tuple[int, ...] = ()
+        n = 1
+        if batch:
+            planned = _validation.plan_seeds(count, seed=params.get("seed"), seeds=seeds)
+            n = len(planned)
+        self._gate_registry(task, {k: v for k, v in params.items() if k not in ("on_progress", "cancel")}, n)
+        caps = self._gate_backend(backend, task, params)
+
+        needs_image = "reference_image" if task == "multi_view_image" else "image"
+        if task in ("image_to_image", "image_upscale", "image_to_video") and needs_image not in params:
+            raise InvalidRequestError(f"'{needs_image}' is required for {task}.", param=needs_image)
+        described: dict[str, Any] = {}
+        infos: dict[str, _media.ImageInfo] = {}
+        for name in _IMAGE_INPUTS:
+            if name in params:
+                data = _media.coerce_image_input(params[name], name=name, store=self.store)
+                infos[name] = _media.inspect_image(data, name=name)
+                params[name] = data
+                described[name] = _describe_input(data, infos[name])
+        if "image" in infos and "mask" in infos:
+            img, msk = infos["image"], infos["mask"]
+            if (img.width, img.height) != (msk.width, msk.height):
+                raise InvalidRequestError(
+                    f"mask is {msk.width}x{msk.height} but image is {img.width}x{img.height}; "
+                    "the mask must have the same size as the image.",
+                    param="mask",
+                )
+        if "reference_images" in params:
+            refs = params["reference_images"]
+            if isinstance(refs, (bytes, bytearray, str, dict)) or not hasattr(refs, "__iter__"):
+                refs = [refs]
+            coerced = []
+            for i, ref in enumerate(refs):
+                data = _media.coerce_image_input(ref, name=f"reference_images[{i}]", store=self.store)
+                _media.inspect_image(data, name=f"reference_images[{i}]")
+                coerced.append(data)
+            params["reference_images"] = tuple(coerced)
+            described["reference_images"] = [{"sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for d in coerced]
+
+        relay = ProgressRelay(task, params.get("on_progress"), started)
+        req_fields = dict(params)
+        req_fields["on_progress"] = relay
+        if batch:
+            req_fields["n"] = n
+            req_fields["seeds"] = planned
+            req_fields.pop("seed", None)
+        request = _REQUEST_TYPES[task](**req_fields)
+        parameters = {
+            k: v
+            for k, v in params.items()
+            if k not in ("on_progress", "cancel", *_IMAGE_INPUTS, "reference_images") and v not in ((), {})
+        }
+        if "lora_adapters" in parameters:
+            parameters["lora_adapters"] = [dataclasses.asdict(a) for a in parameters["lora_adapters"]]
+        parameters.update({f"{k}_input": v for k, v in described.items()})
+        method = _BATCH_METHODS[task] if batch else TASK_METHODS[task]
+        chunk = caps.max_batch if caps is not None and caps.max_batch else None
+        plan = CallPlan(
+            task=task,
+            request=request,
+            method=method,
+            batch=batch,
+            parameters=parameters,
+            relay=relay,
+            started=started,
+            seeds=planned,
+            chunk=chunk,
+            tags={"kind": "generated_media", "modality": _MODALITY.get(task, "image"), "task": task, **(tags or {})},
+        )
+        plan.check_cancelled()
+        return plan
+
+    def batch_requests(self, plan: CallPlan) -> list[Any]:
+        """Split a batch request into chunks no larger than the backend's ``max_batch``."""
+        if not plan.batch or not plan.chunk or len(plan.seeds) <= plan.chunk:
+            return [plan.request]
+        out = []
+        for i in range(0, len(plan.seeds), plan.chunk):
+            part = plan.seeds[i : i + plan.chunk]
+            out.append(dataclasses.replace(plan.request, n=len(part), seeds=part))
+        return out
+
+    # -- finishing --------------------------------------------------------------------
+
+    def check_result(self, plan: CallPlan, result: Any) -> list[GeneratedAsset]:
+        expected_many = plan.batch or plan.task == "multi_view_image"
+        items = result if expected_many and isinstance(result, (list, tuple)) else [result]
+        if not expected_many and isinstance(result, (list, tuple)):
+            raise BackendError(f"{type(self.backend).__name__}.{plan.method} returned a list; expected one GeneratedAsset.")
+        for item in items:
+            if not isinstance(item, GeneratedAsset):
+                raise BackendError(
+                    f"{type(self.backend).__name__}.{plan.method} returned {type(item).__name__}; "
+                    "backends must return GeneratedAsset."
+                )
+            if not isinstance(item.data, (bytes, bytearray)) or not item.data:
+                raise BackendError(f"{type(self.backend).__name__}.{plan.method} returned an empty asset.")
+        if plan.batch and len(items) != len(plan.seeds):
+            raise BackendError(
+                f"{type(self.backend).__name__}.{plan.method} returned {len(items)} assets for a batch of {len(plan.seeds)}."
+            )
+        return list(items)
+
+    def backend_method(self, backend: Any, name: str) -> Callable[[Any], Any]:
+        method = getattr(backend, name, None)
+        if callable(method):
+            return method  # type: ignore[no-any-return]
+        if name.endswith("_batch"):
+            single = self.backend_method(backend, name[: -len("_batch")])
+            from .backends.base_backend import VisionBackend
+
+            return lambda request: VisionBackend._loop_batch(single, request)
+        raise CapabilityNotSupportedError(
+            f"The configured backend ({type(backend).__name__}) has no '{name}' method.",
+            supported=[t for t, m in TASK_METHODS.items() if callable(getattr(backend, m, None))],
+        )
+
+    def finalize(self, plan: CallPlan, asset: GeneratedAsset, *, index: int = 0, total: int = 1) -> GeneratedAsset:
+        """Attach provenance metadata (and PNG text chunks) to one backend result."""
+        meta = dict(asset.metadata)
+        describe = getattr(self.backend, "describe", None)
+        identity = describe() if callable(describe) else {"backend": type(self.backend).__name__}
+        for key, value in identity.items():
+            meta.setdefault(key, value)
+        if self.model_id is not None:
+            meta.setdefault("model", self.model_id)
+        meta.setdefault("task", plan.task)
+        if plan.task == "multi_view_image" and index < len(plan.request.angles):
+            meta.setdefault("angle", plan.request.angles[index])
+        params = dict(plan.parameters)
+        if plan.batch:
+            params.pop("seed", None)
+            meta.setdefault("seed", plan.seeds[index] if index < len(plan.seeds) else None)
+            meta["batch"] = {"index": index, "count": total, "seeds": list(plan.seeds)}
+        else:
+            meta.setdefault("seed", plan.request.seed if hasattr(plan.request, "seed") else None)
+        meta["parameters"] = {**params, **meta.get("parameters", {})} if isinstance(meta.get("parameters"), dict) else params
+        timings = dict(meta.get("timings") or {})
+        timings["total_s"] = round(time.perf_counter() - plan.started, 6)
+        meta["timings"] = timings
+        meta.setdefault("created_at", datetime.now(timezone.utc).isoformat())
+        data = bytes(asset.data)
+        mime = asset.mime_type or _media.sniff_mime(data) or "application/octet-stream"
+        if mime == "image/png":
+            data = _media.embed_png_text(data, _media.provenance_png_text(meta))
+        return GeneratedAsset(media_type=asset.media_type, data=data, mime_type=mime, metadata=meta)
+
+    def store_kwargs(self, plan: CallPlan, asset: GeneratedAsset) -> dict[str, Any]:
+        tags = dict(plan.tags)
+        if "angle" in asset.metadata:
+            tags["angle"] = str(asset.metadata["angle"])
+        return {"content_type": asset.mime_type, "metadata": asset.metadata, "tags": tags}

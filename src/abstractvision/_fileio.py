@@ -1,0 +1,63 @@
+"""Small file helpers: atomic writes and MIME <-> extension mapping (stdlib only)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from typing import Union
+
+from .errors import ArtifactStoreError
+
+_EXT_BY_MIME = {
+    "image/png": ".png",
+    "image/jpeg": ".jpg",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "image/bmp": ".bmp",
+    "image/tiff": ".tiff",
+    "video/mp4": ".mp4",
+    "video/webm": ".webm",
+    "video/quicktime": ".mov",
+    "application/json": ".json",
+    "application/octet-stream": ".bin",
+}
+
+_MIME_BY_EXT = {v: k for k, v in _EXT_BY_MIME.items()} | {".jpeg": "image/jpeg", ".tif": "image/tiff"}
+
+
+def extension_for_mime(mime_type: str) -> str:
+    """``"image/png"`` -> ``".png"``; unknown types -> ``".bin"``."""
+    return _EXT_BY_MIME.get((mime_type or "").split(";")[0].strip().lower(), ".bin")
+
+
+def mime_for_extension(path: str) -> str:
+    return _MIME_BY_EXT.get(os.path.splitext(path)[1].lower(), "application/octet-stream")
+
+
+def atomic_write_bytes(path: Union[str, os.PathLike[str]], data: bytes, *, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
+
+    The bytes go to a temporary file in the same directory, are flushed to disk, then
+    renamed over ``path``. On any failure the temporary file is removed and an
+    :class:`~abstractvision.errors.ArtifactStoreError` (disk full, permissions) is raised.
+    """
+    import tempfile
+
+    target = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(target))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            hint = " (the disk is full)" if exc.errno == errno.ENOSPC else ""
+            raise ArtifactStoreError(f"Could not write {target}{hint}: {exc.strerror or exc}") from exc
+        raise

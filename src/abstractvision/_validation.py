@@ -1,0 +1,263 @@
+"""Parameter validation at the API edge: types, ranges and names, with messages that say what to fix.
+
+Every check raises :class:`~abstractvision.errors.InvalidRequestError` naming the parameter.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+from .errors import InvalidRequestError
+from .types import LoRAAdapterSpec
+
+MAX_DIMENSION = 16384
+MAX_STEPS = 10_000
+MAX_PROMPT_CHARS = 100_000
+MAX_FRAMES = 10_000
+MAX_FPS = 240
+MAX_BATCH = 64
+MAX_SEED = 2**63 - 1
+
+#: First-class parameters of each task (besides the positional prompt/image arguments).
+_IMAGE_COMMON = ("negative_prompt", "width", "height", "steps", "guidance_scale", "seed", "lora_adapters")
+_RUNTIME = ("extra", "on_progress", "cancel")
+TASK_PARAMS: dict[str, tuple[str, ...]] = {
+    "text_to_image": ("prompt", *_IMAGE_COMMON, *_RUNTIME),
+    "image_to_image": ("prompt", "image", "mask", "reference_images", "strength", *_IMAGE_COMMON, *_RUNTIME),
+    "image_upscale": ("image", "prompt", "negative_prompt", "scale", "steps", "guidance_scale", "seed", *_RUNTIME),
+    "text_to_video": ("prompt", *_IMAGE_COMMON, "num_frames", "fps", *_RUNTIME),
+    "image_to_video": ("image", "prompt", *_IMAGE_COMMON, "num_frames", "fps", *_RUNTIME),
+    "multi_view_image": (
+        "prompt",
+        "reference_image",
+        "angles",
+        "negative_prompt",
+        "width",
+        "height",
+        "steps",
+        "guidance_scale",
+        "strength",
+        "seed",
+        *_RUNTIME,
+    ),
+}
+
+#: Names users often reach for, mapped to ours (used for "did you mean" hints only).
+_ALIASES = {
+    "num_inference_steps": "steps",
+    "cfg_scale": "guidance_scale",
+    "cfg": "guidance_scale",
+    "frames": "num_frames",
+    "negative": "negative_prompt",
+    "init_image": "image",
+    "mask_image": "mask",
+    "loras": "lora_adapters",
+    "size": "width/height",
+}
+
+
+def check_param_names(task: str, params: Mapping[str, Any], *, batch: bool = False) -> None:
+    allowed = set(TASK_PARAMS[task])
+    for name in params:
+        if name in allowed:
+            continue
+        if name in ("n", "count"):
+            raise InvalidRequestError(
+                f"'{name}' is not accepted by the single-output method; use the *_batch method "
+                f"(for example generate_image_batch(prompt, count=4)) to get several outputs.",
+                param=name,
+            )
+        hint = _ALIASES.get(name)
+        if hint is None:
+            import difflib
+
+            close = difflib.get_close_matches(name, sorted(allowed), n=1)
+            hint = close[0] if close else None
+        suggestion = f" Did you mean '{hint}'?" if hint else ""
+        raise InvalidRequestError(
+            f"Unknown parameter '{name}' for {task}.{suggestion} Pass backend-specific options in "
+            f"extra={{'{name}': ...}}. Accepted: {', '.join(sorted(allowed))}.",
+            param=name,
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_prompt(value: Any, *, name: str = "prompt", required: bool = True) -> Optional[str]:
+    if value is None:
+        if required:
+            raise InvalidRequestError(f"'{name}' is required: describe what to generate.", param=name)
+        return None
+    if not isinstance(value, str):
+        raise InvalidRequestError(f"'{name}' must be a string, got {type(value).__name__}.", param=name)
+    if required and not value.strip():
+        raise InvalidRequestError(f"'{name}' is empty: describe what to generate.", param=name)
+    if len(value) > MAX_PROMPT_CHARS:
+        raise InvalidRequestError(
+            f"'{name}' is {len(value)} characters long; the limit is {MAX_PROMPT_CHARS}.", param=name
+        )
+    if "\x00" in value:
+        raise InvalidRequestError(f"'{name}' contains a NUL character (\\x00); remove it.", param=name)
+    return value
+
+
+def check_int(value: Any, name: str, *, lo: int, hi: int) -> Optional[int]:
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise InvalidRequestError(f"'{name}' must be an integer, got {type(value).__name__} {value!r}.", param=name)
+    if not lo <= value <= hi:
+        raise InvalidRequestError(f"'{name}' must be between {lo} and {hi}, got {value}.", param=name)
+    return int(value)
+
+
+def check_float(
+    value: Any, name: str, *, lo: float, hi: float, lo_open: bool = False
+) -> Optional[float]:
+    if value is None:
+        return None
+    if not _is_number(value):
+        raise InvalidRequestError(f"'{name}' must be a number, got {type(value).__name__} {value!r}.", param=name)
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidRequestError(f"'{name}' must be a finite number, got {value!r}.", param=name)
+    if number < lo or number > hi or (lo_open and number == lo):
+        left = "(" if lo_open else "["
+        raise InvalidRequestError(f"'{name}' must be in {left}{lo:g}, {hi:g}], got {value!r}.", param=name)
+    return number
+
+
+def check_extra(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidRequestError(f"'extra' must be a dict, got {type(value).__name__}.", param="extra")
+    for key in value:
+        if not isinstance(key, str):
+            raise InvalidRequestError(f"'extra' keys must be strings, got {key!r}.", param="extra")
+    return dict(value)
+
+
+def check_callback(value: Any) -> Any:
+    if value is not None and not callable(value):
+        raise InvalidRequestError("'on_progress' must be a callable taking a ProgressEvent.", param="on_progress")
+    return value
+
+
+def check_cancel(value: Any) -> Any:
+    if value is not None and not callable(getattr(value, "is_set", None)):
+        raise InvalidRequestError(
+            "'cancel' must have an is_set() method (for example threading.Event()).", param="cancel"
+        )
+    return value
+
+
+def check_lora_adapters(value: Any) -> tuple[LoRAAdapterSpec, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, LoRAAdapterSpec, Mapping)):
+        value = [value]
+    if not isinstance(value, Sequence):
+        raise InvalidRequestError("'lora_adapters' must be a list of LoRAAdapterSpec, dicts or paths.", param="lora_adapters")
+    out = []
+    for item in value:
+        if isinstance(item, LoRAAdapterSpec):
+            spec = item
+        elif isinstance(item, str):
+            spec = LoRAAdapterSpec(source=item)
+        elif isinstance(item, Mapping):
+            unknown = set(item) - {"source", "scale", "weight_name", "adapter_name"}
+            if "source" not in item or unknown:
+                raise InvalidRequestError(
+                    "each LoRA dict needs 'source' and may have 'scale', 'weight_name', 'adapter_name'"
+                    + (f" (unknown: {sorted(unknown)})" if unknown else "")
+                    + ".",
+                    param="lora_adapters",
+                )
+            spec = LoRAAdapterSpec(**dict(item))
+        else:
+            raise InvalidRequestError(f"invalid LoRA adapter {item!r}.", param="lora_adapters")
+        if not isinstance(spec.source, str) or not spec.source.strip():
+            raise InvalidRequestError("LoRA 'source' must be a non-empty string.", param="lora_adapters")
+        check_float(spec.scale, "lora_adapters.scale", lo=-10.0, hi=10.0)
+        out.append(spec)
+    return tuple(out)
+
+
+def check_angles(value: Any) -> tuple[str, ...]:
+    if isinstance(value, (str, int, float)):
+        value = [value]
+    if not isinstance(value, Sequence) or not value:
+        raise InvalidRequestError("'angles' must be a non-empty list of angle names or degrees.", param="angles")
+    out = []
+    for item in value:
+        if isinstance(item, str) and item.strip():
+            out.append(item.strip())
+        elif _is_number(item) and math.isfinite(float(item)):
+            out.append(f"{float(item):g}")
+        else:
+            raise InvalidRequestError(f"invalid angle {item!r}: use a name or a number of degrees.", param="angles")
+    return tuple(out)
+
+
+def check_common(params: dict[str, Any]) -> dict[str, Any]:
+    """Validate the typed scalar parameters in place (returns ``params``)."""
+    checks = {
+        "width": lambda v: check_int(v, "width", lo=1, hi=MAX_DIMENSION),
+        "height": lambda v: check_int(v, "height", lo=1, hi=MAX_DIMENSION),
+        "steps": lambda v: check_int(v, "steps", lo=1, hi=MAX_STEPS),
+        "seed": lambda v: check_int(v, "seed", lo=0, hi=MAX_SEED),
+        "num_frames": lambda v: check_int(v, "num_frames", lo=1, hi=MAX_FRAMES),
+        "fps": lambda v: check_int(v, "fps", lo=1, hi=MAX_FPS),
+        "guidance_scale": lambda v: check_float(v, "guidance_scale", lo=0.0, hi=1000.0),
+        "strength": lambda v: check_float(v, "strength", lo=0.0, hi=1.0, lo_open=True),
+        "scale": lambda v: check_float(v, "scale", lo=1.0, hi=16.0),
+        "negative_prompt": lambda v: check_prompt(v, name="negative_prompt", required=False),
+        "extra": check_extra,
+        "on_progress": check_callback,
+        "cancel": check_cancel,
+        "lora_adapters": check_lora_adapters,
+        "angles": check_angles,
+    }
+    for name, check in checks.items():
+        if name in params:
+            params[name] = check(params[name])
+    return params
+
+
+def plan_seeds(count: Any, *, seed: Any = None, seeds: Any = None) -> tuple[int, ...]:
+    """Seeds for a batch: ``seeds`` as given, else ``seed, seed+1, ...``, else random ones.
+
+    Every output of a batch gets a known seed so any image can be reproduced alone.
+    """
+    n = check_int(count, "count", lo=1, hi=MAX_BATCH)
+    if seeds is not None:
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+            raise InvalidRequestError("'seeds' must be a list of integers.", param="seeds")
+        planned = tuple(check_int(s, "seeds[]", lo=0, hi=MAX_SEED) for s in seeds)
+        if not planned:
+            raise InvalidRequestError("'seeds' is empty.", param="seeds")
+        if count is not None and n != len(planned):
+            raise InvalidRequestError(
+                f"count={n} does not match the {len(planned)} explicit seeds; give one seed per output.",
+                param="seeds",
+            )
+        return planned  # type: ignore[return-value]
+    if n is None:
+        n = 1
+    base = check_int(seed, "seed", lo=0, hi=MAX_SEED)
+    if base is not None:
+        if base + n - 1 > MAX_SEED:
+            raise InvalidRequestError(f"seed + count exceeds the largest seed {MAX_SEED}.", param="seed")
+        return tuple(base + i for i in range(n))
+    rng = random.SystemRandom()
+    return tuple(rng.randrange(0, 2**32) for _ in range(n))

@@ -1,0 +1,350 @@
+"""VisionManager: one method per task, on any backend.
+
+The manager is thin: it validates and gates the call (capability registry first, then the
+backend's declared capabilities), normalises image inputs (bytes, path, PIL image, data
+URL or artifact ref), hands a typed request to the backend, adds provenance metadata and,
+when a store is configured, returns an artifact ref instead of bytes.
+
+Example::
+
+    vm = VisionManager(backend=backend, store=LocalAssetStore())
+    ref = vm.generate_image("a lighthouse at dusk", width=768, height=768, steps=20)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Optional, Union
+
+from ._core import CallPlan, ManagerCore, Output
+from .errors import AbstractVisionError, BackendError
+from .types import TASKS, CancelToken, GeneratedAsset, ProgressCallback, ProviderModelInfo
+
+__all__ = ["VisionManager"]
+
+ImageInput = Any  # bytes | str | os.PathLike | PIL.Image.Image | artifact ref dict | data URL
+
+
+def run_backend(core: ManagerCore, plan: CallPlan) -> list[GeneratedAsset]:
+    """Call the backend for ``plan`` (synchronously) and validate what it returned."""
+    backend = core.require_backend()
+    method = core.backend_method(backend, plan.method)
+    assets: list[GeneratedAsset] = []
+    for request in core.batch_requests(plan):
+        plan.check_cancelled()
+        try:
+            result = method(request)
+        except AbstractVisionError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"{type(backend).__name__}.{plan.method} failed: {type(exc).__name__}: {exc}") from exc
+        assets.extend(core.check_result(plan, result))
+    return assets
+
+
+class VisionManager(ManagerCore):
+    """Generate and edit images and videos through a configured backend.
+
+    Args:
+        backend: a :class:`~abstractvision.backends.VisionBackend` (required to run anything).
+        store: a :class:`~abstractvision.artifacts.MediaStore`; when set, task methods return
+            artifact ref dicts instead of :class:`GeneratedAsset`.
+        model_id: enables registry gating: tasks and parameters the model does not support
+            fail before the backend runs.
+        registry: the :class:`VisionModelCapabilitiesRegistry` to gate with (created on
+            demand when ``model_id`` is set).
+
+    Every task method accepts ``on_progress`` (a callable receiving
+    :class:`~abstractvision.ProgressEvent`) and ``cancel`` (an object with ``is_set()``,
+    such as :class:`threading.Event`); a cancelled call raises
+    :class:`~abstractvision.errors.GenerationCancelledError`.
+    """
+
+    def __repr__(self) -> str:
+        return f"VisionManager(backend={self.backend!r}, store={self.store!r}, model_id={self.model_id!r})"
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _output(self, plan: CallPlan, asset: GeneratedAsset) -> Output:
+        if self.store is None:
+            return asset
+        return self.store.store_bytes(asset.data, **self.store_kwargs(plan, asset))  # type: ignore[no-any-return]
+
+    def _execute(self, plan: CallPlan) -> list[Output]:
+        plan.relay.emit("started")
+        assets = run_backend(self, plan)
+        total = len(assets)
+        outputs = [self._output(plan, self.finalize(plan, a, index=i, total=total)) for i, a in enumerate(assets)]
+        plan.relay.emit("completed", progress=1.0)
+        return outputs
+
+    def _one(self, task: str, params: dict[str, Any]) -> Output:
+        return self._execute(self.plan(task, params))[0]
+
+    def _many(self, task: str, params: dict[str, Any], count: Optional[int], n: Optional[int], seeds: Any) -> list[Output]:
+        return self._execute(self.plan(task, params, batch=True, count=count if count is not None else n, seeds=seeds))
+
+    # -- tasks ------------------------------------------------------------------------
+
+    def generate_image(
+        self,
+        prompt: str,
+        *,
+        negative_prompt: Optional[str] = None,
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        steps: Optional[int] = None,
+        guidance_scale: Optional[float] = None,
+        seed: Optional[int] = None,
+        lora_adapters: Any = None,
+        extra: Optional[dict[str, Any]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+        **kwargs: Any,
+    ) -> Output:
+        """``text_to_image``: one image (a :class:`GeneratedAsset`, or a ref with a store)."""
+        return self._one("text_to_image", {**locals_of(locals()), **kwargs})
+
+    def generate_image_batch(
+        self,
+        prompt: str,
+        *,
+        count: Optional[int] = None,
+        n: Optional[int] = None,
+        seeds: Optional[Sequence[int]] = None,
+        negative_prompt: Optional[str] = None,
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        steps: Optional[int] = None,
+        guidance_scale: Optional[float] = None,
+        seed: Optional[int] = None,
+        lora_adapters: Any = None,
+        extra: Optional[dict[str, Any]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+        **kwargs: Any,
+    ) -> list[Output]:
+        """``count`` images in one engine call where the backend batches natively.
+
+        Seeds: ``seeds`` as given, else ``seed, seed+1, ...``, else random; each output's
+        metadata has its own ``seed``.
+        """
+        return self._many("text_to_image", {**locals_of(locals()), **kwargs}, count, n, seeds)
+
+    def edit_image(
+        self,
+        prompt: str,
+        image: ImageInput,
+        *,
+        mask: Optional[ImageInput] = None,
+        reference_images: Optional[Sequence[ImageInput]] = None,
+        strength: Optional[float] = None,
+        negative_prompt: Optional[str] = None,
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        steps: Optional[int] = None,
+        guidance_scale: Optional[float] = None,
+        seed: Optional[int] = None,
+        lora_adapters: Any = None,
+        extra: Optional[dict[str, Any]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+        **kwargs: Any,
+    ) -> Output:
+        """``image_to_image``; inpainting when ``mask`` is given (white = repaint)."""
+        return self._one("image_to_image", {**locals_of(locals()), **kwargs})
+
+    def edit_image_batch(
+        self,
+        prompt: str,
+        image: ImageInput,
+        *,
+        count: Optional[int] = None,
+        n: Optional[int] = None,
+        seeds: Optional[Sequence[int]] = None,
+        mask: Optional[ImageInput] = None,
+        reference_images: Optional[Sequence[ImageInput]] = None,
+        strength: Optional[float] = None,
+        negative_prompt: Optional[str] = None,
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        steps: Optional[int] = None,
+        guidance_scale: Optional[float] = None,
+        seed: Optional[int] = None,
+        lora_adapters: Any = None,
+        extra: Optional[dict[str, Any]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+        **kwargs: Any,
+    ) -> list[Output]:
+        """``count`` edits of the same input with planned seeds."""
+        return self._many("image_to_image", {**locals_of(locals()), **kwargs}, count, n, seeds)
+
+    def upscale_image(
+        self,
+        image: ImageInput,
+        *,
+        prompt: Optional[str] = None,
+        negative_prompt: Optional[str] = None,
+        scale: Optional[float] = None,
+        steps: Optional[int] = None,
+        guidance_scale: Optional[float] = None,
+        seed: Optional[int] = None,
+        extra: Optional[dict[str, Any]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+        **kwargs: Any,
+    ) -> Output:
+        """``image_upscale``: a larger version of ``image``."""
+        return self._one("image_upscale", {**locals_of(locals()), **kwargs})
+
+    def generate_video(
+        self,
+        prompt: str,
+        *,
+        negative_prompt: Optional[str] = None,
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        num_frames: Optional[int] = None,
+        fps: Optional[int] = None,
+        steps: Optional[int] = None,
+        guidance_scale: Optional[float] = None,
+        seed: Optional[int] = None,
+        lora_adapters: Any = None,
+        extra: Optional[dict[str, Any]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+        **kwargs: Any,
+    ) -> Output:
+        """``text_to_video`` (backend-dependent); the asset is usually an MP4."""
+        return self._one("text_to_video", {**locals_of(locals()), **kwargs})
+
+    def generate_video_batch(
+        self,
+        prompt: str,
+        *,
+        count: Optional[int] = None,
+        n: Optional[int] = None,
+        seeds: Optional[Sequence[int]] = None,
+        negative_prompt: Optional[str] = None,
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        num_frames: Optional[int] = None,
+        fps: Optional[int] = None,
+        steps: Optional[int] = None,
+        guidance_scale: Optional[float] = None,
+        seed: Optional[int] = None,
+        lora_adapters: Any = None,
+        extra: Optional[dict[str, Any]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+        **kwargs: Any,
+    ) -> list[Output]:
+        return self._many("text_to_video", {**locals_of(locals()), **kwargs}, count, n, seeds)
+
+    def image_to_video(
+        self,
+        image: ImageInput,
+        prompt: Optional[str] = None,
+        *,
+        negative_prompt: Optional[str] = None,
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        num_frames: Optional[int] = None,
+        fps: Optional[int] = None,
+        steps: Optional[int] = None,
+        guidance_scale: Optional[float] = None,
+        seed: Optional[int] = None,
+        lora_adapters: Any = None,
+        extra: Optional[dict[str, Any]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+        **kwargs: Any,
+    ) -> Output:
+        """``image_to_video`` (backend-dependent): animate ``image``."""
+        return self._one("image_to_video", {**locals_of(locals()), **kwargs})
+
+    def image_to_video_batch(
+        self,
+        image: ImageInput,
+        prompt: Optional[str] = None,
+        *,
+        count: Optional[int] = None,
+        n: Optional[int] = None,
+        seeds: Optional[Sequence[int]] = None,
+        negative_prompt: Optional[str] = None,
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        num_frames: Optional[int] = None,
+        fps: Optional[int] = None,
+        steps: Optional[int] = None,
+        guidance_scale: Optional[float] = None,
+        seed: Optional[int] = None,
+        lora_adapters: Any = None,
+        extra: Optional[dict[str, Any]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+        **kwargs: Any,
+    ) -> list[Output]:
+        return self._many("image_to_video", {**locals_of(locals()), **kwargs}, count, n, seeds)
+
+    def generate_angles(
+        self,
+        prompt: str,
+        *,
+        reference_image: Optional[ImageInput] = None,
+        angles: Sequence[Union[str, float]] = ("front", "three_quarter", "side", "back"),
+        negative_prompt: Optional[str] = None,
+        width: Optional[int] = None,
+        height: Optional[int] = None,
+        steps: Optional[int] = None,
+        guidance_scale: Optional[float] = None,
+        strength: Optional[float] = None,
+        seed: Optional[int] = None,
+        extra: Optional[dict[str, Any]] = None,
+        on_progress: Optional[ProgressCallback] = None,
+        cancel: Optional[CancelToken] = None,
+        **kwargs: Any,
+    ) -> list[Output]:
+        """``multi_view_image``: one output per angle, each tagged with its ``angle``."""
+        return self._execute(self.plan("multi_view_image", {**locals_of(locals()), **kwargs}))
+
+    # -- catalog and lifecycle --------------------------------------------------------
+
+    def list_provider_models(self, *, task: Optional[str] = None) -> list[ProviderModelInfo]:
+        """Models the backend's provider advertises (never changes the configured model)."""
+        check_task(task)
+        return list(self.require_backend().list_provider_models(task=task))
+
+    def preload(self) -> None:
+        """Load the backend's model now instead of on the first call."""
+        self.require_backend().preload()
+
+    def unload(self) -> None:
+        """Release the backend's model weights."""
+        self.require_backend().unload()
+
+    def close(self) -> None:
+        if self.backend is not None and callable(getattr(self.backend, "close", None)):
+            self.backend.close()
+
+    def __enter__(self) -> VisionManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_SKIP = {"self", "kwargs", "count", "n", "seeds", "__class__"}
+
+
+def locals_of(scope: dict[str, Any]) -> dict[str, Any]:
+    """The call's parameters from ``locals()`` (minus self/kwargs and batch controls)."""
+    return {k: v for k, v in scope.items() if k not in _SKIP}
+
+
+def check_task(task: Optional[str]) -> None:
+    if task is not None and task not in TASKS:
+        from .errors import InvalidRequestError
+
+        raise InvalidRequestError(f"Unknown task {task!r}. Known tasks: {', '.join(TASKS)}.", param="task")
