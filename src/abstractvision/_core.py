@@ -62,7 +62,9 @@ _MODALITY = {"text_to_video": "video", "image_to_video": "video"}
 class ProgressRelay:
     """Forwards engine progress to the caller's ``on_progress``, stamping elapsed time."""
 
-    def __init__(self, task: str, callback: Optional[Callable[[ProgressEvent], None]], started: float) -> None:
+    def __init__(
+        self, task: str, callback: Optional[Callable[[ProgressEvent], None]], started: float
+    ) -> None:
         self.task = task
         self.callback = callback
         self.started = started
@@ -150,7 +152,9 @@ class ManagerCore:
         if self.model_id is None or self.registry is None:
             return
         self.registry.require_support(self.model_id, task)
-        checked = {k: v for k, v in params.items() if not isinstance(v, (bytes, bytearray)) and k not in ("extra",)}
+        checked = {
+            k: v for k, v in params.items() if not isinstance(v, (bytes, bytearray)) and k not in ("extra",)
+        }
         if count > 1:
             checked["n"] = count
         self.registry.validate_params(self.model_id, task, checked)
@@ -159,7 +163,9 @@ class ManagerCore:
         getter = getattr(backend, "get_capabilities", None)
         return getter() if callable(getter) else None
 
-    def _gate_backend(self, backend: Any, task: str, params: dict[str, Any]) -> Optional[VisionBackendCapabilities]:
+    def _gate_backend(
+        self, backend: Any, task: str, params: dict[str, Any]
+    ) -> Optional[VisionBackendCapabilities]:
         caps = self.backend_capabilities(backend)
         if caps is None:
             return None
@@ -175,10 +181,17 @@ class ManagerCore:
                 f"The configured backend ({name}) does not support masked edits (inpainting); drop 'mask'.",
                 task=task,
             )
-        for key, limit in (("width", caps.max_width), ("height", caps.max_height), ("num_frames", caps.max_frames), ("fps", caps.max_fps)):
+        for key, limit in (
+            ("width", caps.max_width),
+            ("height", caps.max_height),
+            ("num_frames", caps.max_frames),
+            ("fps", caps.max_fps),
+        ):
             value = params.get(key)
             if limit is not None and value is not None and value > limit:
-                raise InvalidRequestError(f"'{key}'={value} exceeds the backend's maximum of {limit}.", param=key)
+                raise InvalidRequestError(
+                    f"'{key}'={value} exceeds the backend's maximum of {limit}.", param=key
+                )
         return caps
 
     # -- planning ---------------------------------------------------------------------
@@ -250,7 +263,9 @@ class ManagerCore:
                 _media.inspect_image(data, name=f"reference_images[{i}]")
                 coerced.append(data)
             params["reference_images"] = tuple(coerced)
-            described["reference_images"] = [{"sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for d in coerced]
+            described["reference_images"] = [
+                {"sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for d in coerced
+            ]
 
         relay = ProgressRelay(task, params.get("on_progress"), started)
         req_fields = dict(params)
@@ -280,7 +295,12 @@ class ManagerCore:
             started=started,
             seeds=planned,
             chunk=chunk,
-            tags={"kind": "generated_media", "modality": _MODALITY.get(task, "image"), "task": task, **(tags or {})},
+            tags={
+                "kind": "generated_media",
+                "modality": _MODALITY.get(task, "image"),
+                "task": task,
+                **(tags or {}),
+            },
         )
         plan.check_cancelled()
         return plan
@@ -297,11 +317,15 @@ class ManagerCore:
 
     # -- finishing --------------------------------------------------------------------
 
-    def check_result(self, plan: CallPlan, result: Any) -> list[GeneratedAsset]:
+    def check_result(
+        self, plan: CallPlan, result: Any, expected: Optional[int] = None
+    ) -> list[GeneratedAsset]:
         expected_many = plan.batch or plan.task == "multi_view_image"
         items = result if expected_many and isinstance(result, (list, tuple)) else [result]
         if not expected_many and isinstance(result, (list, tuple)):
-            raise BackendError(f"{type(self.backend).__name__}.{plan.method} returned a list; expected one GeneratedAsset.")
+            raise BackendError(
+                f"{type(self.backend).__name__}.{plan.method} returned a list; expected one GeneratedAsset."
+            )
         for item in items:
             if not isinstance(item, GeneratedAsset):
                 raise BackendError(
@@ -310,16 +334,16 @@ class ManagerCore:
                 )
             if not isinstance(item.data, (bytes, bytearray)) or not item.data:
                 raise BackendError(f"{type(self.backend).__name__}.{plan.method} returned an empty asset.")
-        if plan.batch and len(items) != len(plan.seeds):
+        if plan.batch and expected is not None and len(items) != expected:
             raise BackendError(
-                f"{type(self.backend).__name__}.{plan.method} returned {len(items)} assets for a batch of {len(plan.seeds)}."
+                f"{type(self.backend).__name__}.{plan.method} returned {len(items)} assets for a batch of {expected}."
             )
         return list(items)
 
     def backend_method(self, backend: Any, name: str) -> Callable[[Any], Any]:
         method = getattr(backend, name, None)
         if callable(method):
-            return method  # type: ignore[no-any-return]
+            return method
         if name.endswith("_batch"):
             single = self.backend_method(backend, name[: -len("_batch")])
             from .backends.base_backend import VisionBackend
@@ -330,7 +354,9 @@ class ManagerCore:
             supported=[t for t, m in TASK_METHODS.items() if callable(getattr(backend, m, None))],
         )
 
-    def finalize(self, plan: CallPlan, asset: GeneratedAsset, *, index: int = 0, total: int = 1) -> GeneratedAsset:
+    def finalize(
+        self, plan: CallPlan, asset: GeneratedAsset, *, index: int = 0, total: int = 1
+    ) -> GeneratedAsset:
         """Attach provenance metadata (and PNG text chunks) to one backend result."""
         meta = dict(asset.metadata)
         describe = getattr(self.backend, "describe", None)
@@ -349,7 +375,9 @@ class ManagerCore:
             meta["batch"] = {"index": index, "count": total, "seeds": list(plan.seeds)}
         else:
             meta.setdefault("seed", plan.request.seed if hasattr(plan.request, "seed") else None)
-        meta["parameters"] = {**params, **meta.get("parameters", {})} if isinstance(meta.get("parameters"), dict) else params
+        meta["parameters"] = (
+            {**params, **meta.get("parameters", {})} if isinstance(meta.get("parameters"), dict) else params
+        )
         timings = dict(meta.get("timings") or {})
         timings["total_s"] = round(time.perf_counter() - plan.started, 6)
         meta["timings"] = timings

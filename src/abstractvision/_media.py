@@ -122,7 +122,9 @@ def coerce_image_input(value: Any, *, name: str, store: Any = None) -> bytes:
         try:
             value.save(buf, format="PNG")
         except Exception as exc:
-            raise InvalidRequestError(f"{name}: could not encode the PIL image as PNG: {exc}", param=name) from exc
+            raise InvalidRequestError(
+                f"{name}: could not encode the PIL image as PNG: {exc}", param=name
+            ) from exc
         data = buf.getvalue()
     else:
         raise InvalidRequestError(
@@ -133,7 +135,9 @@ def coerce_image_input(value: Any, *, name: str, store: Any = None) -> bytes:
     if not data:
         raise InvalidRequestError(f"{name}: the image is empty (0 bytes).", param=name)
     if len(data) > MAX_INPUT_BYTES:
-        raise InvalidRequestError(f"{name}: image is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB.", param=name)
+        raise InvalidRequestError(
+            f"{name}: image is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB.", param=name
+        )
     return data
 
 
@@ -152,16 +156,21 @@ def inspect_image(data: bytes, *, name: str) -> ImageInfo:
                 raise InvalidRequestError(f"{name}: image has no pixels.", param=name)
             if width * height > MAX_INPUT_PIXELS:
                 raise InvalidRequestError(
-                    f"{name}: image is {width}x{height}, above the {MAX_INPUT_PIXELS} pixel limit.", param=name
+                    f"{name}: image is {width}x{height}, above the {MAX_INPUT_PIXELS} pixel limit.",
+                    param=name,
                 )
             mode = img.mode
             img.load()
     except InvalidRequestError:
         raise
     except Image.DecompressionBombError as exc:
-        raise InvalidRequestError(f"{name}: image is too large to decode safely ({exc}).", param=name) from exc
+        raise InvalidRequestError(
+            f"{name}: image is too large to decode safely ({exc}).", param=name
+        ) from exc
     except Exception as exc:  # PIL raises OSError/SyntaxError/ValueError/struct.error on bad files
-        raise InvalidRequestError(f"{name}: the image could not be decoded ({type(exc).__name__}: {exc}).", param=name) from exc
+        raise InvalidRequestError(
+            f"{name}: the image could not be decoded ({type(exc).__name__}: {exc}).", param=name
+        ) from exc
     return ImageInfo(width=width, height=height, mime_type=mime, mode=mode)
 
 
@@ -169,7 +178,12 @@ def inspect_image(data: bytes, *, name: str) -> ImageInfo:
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+    return (
+        struct.pack(">I", len(payload))
+        + kind
+        + payload
+        + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+    )
 
 
 def embed_png_text(data: bytes, text: dict[str, str]) -> bytes:
@@ -189,7 +203,9 @@ def embed_png_text(data: bytes, text: dict[str, str]) -> bytes:
     else:
         return data
     chunks = b"".join(
-        _chunk(b"iTXt", key.encode("latin-1", "replace")[:79] + b"\x00\x00\x00\x00\x00" + value.encode("utf-8"))
+        _chunk(
+            b"iTXt", key.encode("latin-1", "replace")[:79] + b"\x00\x00\x00\x00\x00" + value.encode("utf-8")
+        )
         for key, value in text.items()
     )
     return data[:pos] + chunks + data[pos:]

@@ -27,7 +27,16 @@ _RUNTIME = ("extra", "on_progress", "cancel")
 TASK_PARAMS: dict[str, tuple[str, ...]] = {
     "text_to_image": ("prompt", *_IMAGE_COMMON, *_RUNTIME),
     "image_to_image": ("prompt", "image", "mask", "reference_images", "strength", *_IMAGE_COMMON, *_RUNTIME),
-    "image_upscale": ("image", "prompt", "negative_prompt", "scale", "steps", "guidance_scale", "seed", *_RUNTIME),
+    "image_upscale": (
+        "image",
+        "prompt",
+        "negative_prompt",
+        "scale",
+        "steps",
+        "guidance_scale",
+        "seed",
+        *_RUNTIME,
+    ),
     "text_to_video": ("prompt", *_IMAGE_COMMON, "num_frames", "fps", *_RUNTIME),
     "image_to_video": ("image", "prompt", *_IMAGE_COMMON, "num_frames", "fps", *_RUNTIME),
     "multi_view_image": (
@@ -114,19 +123,21 @@ def check_int(value: Any, name: str, *, lo: int, hi: int) -> Optional[int]:
     if value is None:
         return None
     if not _is_int(value):
-        raise InvalidRequestError(f"'{name}' must be an integer, got {type(value).__name__} {value!r}.", param=name)
+        raise InvalidRequestError(
+            f"'{name}' must be an integer, got {type(value).__name__} {value!r}.", param=name
+        )
     if not lo <= value <= hi:
         raise InvalidRequestError(f"'{name}' must be between {lo} and {hi}, got {value}.", param=name)
     return int(value)
 
 
-def check_float(
-    value: Any, name: str, *, lo: float, hi: float, lo_open: bool = False
-) -> Optional[float]:
+def check_float(value: Any, name: str, *, lo: float, hi: float, lo_open: bool = False) -> Optional[float]:
     if value is None:
         return None
     if not _is_number(value):
-        raise InvalidRequestError(f"'{name}' must be a number, got {type(value).__name__} {value!r}.", param=name)
+        raise InvalidRequestError(
+            f"'{name}' must be a number, got {type(value).__name__} {value!r}.", param=name
+        )
     number = float(value)
     if not math.isfinite(number):
         raise InvalidRequestError(f"'{name}' must be a finite number, got {value!r}.", param=name)
@@ -149,7 +160,9 @@ def check_extra(value: Any) -> dict[str, Any]:
 
 def check_callback(value: Any) -> Any:
     if value is not None and not callable(value):
-        raise InvalidRequestError("'on_progress' must be a callable taking a ProgressEvent.", param="on_progress")
+        raise InvalidRequestError(
+            "'on_progress' must be a callable taking a ProgressEvent.", param="on_progress"
+        )
     return value
 
 
@@ -167,7 +180,9 @@ def check_lora_adapters(value: Any) -> tuple[LoRAAdapterSpec, ...]:
     if isinstance(value, (str, LoRAAdapterSpec, Mapping)):
         value = [value]
     if not isinstance(value, Sequence):
-        raise InvalidRequestError("'lora_adapters' must be a list of LoRAAdapterSpec, dicts or paths.", param="lora_adapters")
+        raise InvalidRequestError(
+            "'lora_adapters' must be a list of LoRAAdapterSpec, dicts or paths.", param="lora_adapters"
+        )
     out = []
     for item in value:
         if isinstance(item, LoRAAdapterSpec):
@@ -197,7 +212,9 @@ def check_angles(value: Any) -> tuple[str, ...]:
     if isinstance(value, (str, int, float)):
         value = [value]
     if not isinstance(value, Sequence) or not value:
-        raise InvalidRequestError("'angles' must be a non-empty list of angle names or degrees.", param="angles")
+        raise InvalidRequestError(
+            "'angles' must be a non-empty list of angle names or degrees.", param="angles"
+        )
     out = []
     for item in value:
         if isinstance(item, str) and item.strip():
@@ -205,7 +222,9 @@ def check_angles(value: Any) -> tuple[str, ...]:
         elif _is_number(item) and math.isfinite(float(item)):
             out.append(f"{float(item):g}")
         else:
-            raise InvalidRequestError(f"invalid angle {item!r}: use a name or a number of degrees.", param="angles")
+            raise InvalidRequestError(
+                f"invalid angle {item!r}: use a name or a number of degrees.", param="angles"
+            )
     return tuple(out)
 
 

@@ -180,7 +180,12 @@ class LocalAssetStore:
         if folder.is_dir():
             for entry in folder.iterdir():
                 stem, _, ext = entry.name.partition(".")
-                if stem == artifact_id and ext != "json" and not entry.name.startswith(".") and entry.is_file():
+                if (
+                    stem == artifact_id
+                    and ext != "json"
+                    and not entry.name.startswith(".")
+                    and entry.is_file()
+                ):
                     return entry
         return None
 
@@ -211,11 +216,14 @@ class LocalAssetStore:
         content addresses here).
         """
         if not isinstance(content, (bytes, bytearray, memoryview)):
-            raise InvalidRequestError(f"content must be bytes, got {type(content).__name__}.", param="content")
+            raise InvalidRequestError(
+                f"content must be bytes, got {type(content).__name__}.", param="content"
+            )
         data = bytes(content)
         if not isinstance(content_type, str) or "/" not in content_type:
             raise InvalidRequestError(
-                f"content_type must be a MIME type like 'image/png', got {content_type!r}.", param="content_type"
+                f"content_type must be a MIME type like 'image/png', got {content_type!r}.",
+                param="content_type",
             )
         if tags is not None and not isinstance(tags, dict):
             raise InvalidRequestError("tags must be a dict of strings.", param="tags")
@@ -252,7 +260,9 @@ class LocalAssetStore:
             sidecar["filename"] = os.path.basename(str(filename))
         if run_id:
             sidecar["run_id"] = str(run_id)
-        atomic_write_bytes(self._sidecar_path(sha), json.dumps(sidecar, indent=2, sort_keys=True).encode("utf-8"))
+        atomic_write_bytes(
+            self._sidecar_path(sha), json.dumps(sidecar, indent=2, sort_keys=True).encode("utf-8")
+        )
         return make_media_ref(
             sha,
             content_type=content_type,
@@ -394,7 +404,9 @@ class RuntimeArtifactStoreAdapter:
     """
 
     def __init__(self, artifact_store: Any) -> None:
-        if not callable(getattr(artifact_store, "store", None)) or not callable(getattr(artifact_store, "load", None)):
+        if not callable(getattr(artifact_store, "store", None)) or not callable(
+            getattr(artifact_store, "load", None)
+        ):
             raise InvalidRequestError(
                 "artifact_store must have callable store(...) and load(...) methods.", param="artifact_store"
             )
@@ -427,7 +439,9 @@ class RuntimeArtifactStoreAdapter:
         artifact_id: Optional[str] = None,
     ) -> dict[str, Any]:
         if not isinstance(content, (bytes, bytearray, memoryview)):
-            raise InvalidRequestError(f"content must be bytes, got {type(content).__name__}.", param="content")
+            raise InvalidRequestError(
+                f"content must be bytes, got {type(content).__name__}.", param="content"
+            )
         data = bytes(content)
         sha = hashlib.sha256(data).hexdigest()
         merged_tags = {str(k): str(v) for k, v in (tags or {}).items()}
@@ -450,7 +464,9 @@ class RuntimeArtifactStoreAdapter:
             raise
         except Exception as exc:
             raise ArtifactStoreError(f"The external artifact store failed to store: {exc}") from exc
-        out_id = result.get("artifact_id") if isinstance(result, dict) else getattr(result, "artifact_id", None)
+        out_id = (
+            result.get("artifact_id") if isinstance(result, dict) else getattr(result, "artifact_id", None)
+        )
         if not isinstance(out_id, str) or not out_id.strip():
             raise ArtifactStoreError("artifact_store.store(...) did not return a usable artifact_id.")
         return make_media_ref(
@@ -477,7 +493,9 @@ class RuntimeArtifactStoreAdapter:
         content = getattr(artifact, "content", None)
         if isinstance(content, (bytes, bytearray, memoryview)):
             return bytes(content)
-        raise ArtifactStoreError("artifact_store.load(...) returned neither bytes nor an object with .content.")
+        raise ArtifactStoreError(
+            "artifact_store.load(...) returned neither bytes nor an object with .content."
+        )
 
     def get_metadata(self, artifact_id: Union[str, dict[str, Any]]) -> Optional[dict[str, Any]]:
         aid = _artifact_id_of(artifact_id)

@@ -41,10 +41,15 @@ class AsyncVisionManager(ManagerCore):
     """Async version of :class:`~abstractvision.VisionManager` (same arguments, same results)."""
 
     def __repr__(self) -> str:
-        return f"AsyncVisionManager(backend={self.backend!r}, store={self.store!r}, model_id={self.model_id!r})"
+        return (
+            f"AsyncVisionManager(backend={self.backend!r}, store={self.store!r}, model_id={self.model_id!r})"
+        )
 
     async def _plan(self, task: str, params: dict[str, Any], **kw: Any) -> CallPlan:
-        needs_io = any(not isinstance(params.get(k), (bytes, bytearray, type(None))) for k in ("image", "mask", "reference_image", "reference_images"))
+        needs_io = any(
+            not isinstance(params.get(k), (bytes, bytearray, type(None)))
+            for k in ("image", "mask", "reference_image", "reference_images")
+        )
         if needs_io:  # reading paths / store refs must not block the event loop
             return await asyncio.to_thread(self.plan, task, params, **kw)
         return self.plan(task, params, **kw)
@@ -63,7 +68,9 @@ class AsyncVisionManager(ManagerCore):
         except AbstractVisionError:
             raise
         except Exception as exc:
-            raise BackendError(f"{type(backend).__name__}.{plan.method} failed: {type(exc).__name__}: {exc}") from exc
+            raise BackendError(
+                f"{type(backend).__name__}.{plan.method} failed: {type(exc).__name__}: {exc}"
+            ) from exc
 
     async def _execute(self, plan: CallPlan) -> list[Output]:
         token = _AnyCancel(plan.request.cancel)
@@ -72,7 +79,9 @@ class AsyncVisionManager(ManagerCore):
         assets: list[GeneratedAsset] = []
         for request in self.batch_requests(plan):
             plan.check_cancelled()
-            assets.extend(self.check_result(plan, await self._call(plan, request, token)))
+            assets.extend(
+                self.check_result(plan, await self._call(plan, request, token), getattr(request, "n", None))
+            )
         finals = [self.finalize(plan, a, index=i, total=len(assets)) for i, a in enumerate(assets)]
         if self.store is None:
             outputs: list[Output] = list(finals)
@@ -87,8 +96,12 @@ class AsyncVisionManager(ManagerCore):
     async def _one(self, task: str, params: dict[str, Any]) -> Output:
         return (await self._execute(await self._plan(task, params)))[0]
 
-    async def _many(self, task: str, params: dict[str, Any], count: Optional[int], n: Optional[int], seeds: Any) -> list[Output]:
-        plan = await self._plan(task, params, batch=True, count=count if count is not None else n, seeds=seeds)
+    async def _many(
+        self, task: str, params: dict[str, Any], count: Optional[int], n: Optional[int], seeds: Any
+    ) -> list[Output]:
+        plan = await self._plan(
+            task, params, batch=True, count=count if count is not None else n, seeds=seeds
+        )
         return await self._execute(plan)
 
     # -- tasks (signatures mirror VisionManager; a test checks parity) ----------------

@@ -157,20 +157,22 @@ class VisionModelSpec:
 
 
 def _read_asset(name: str) -> Any:
-    return json.loads(resources.files("abstractvision").joinpath("assets", name).read_text(encoding="utf-8"))
+    return json.loads(
+        resources.files("abstractvision").joinpath("assets").joinpath(name).read_text(encoding="utf-8")
+    )
 
 
 @functools.lru_cache(maxsize=1)
 def load_schema() -> dict[str, Any]:
     """The packaged JSON Schema of the registry document."""
-    return _read_asset(_SCHEMA)  # type: ignore[no-any-return]
+    return _read_asset(_SCHEMA)
 
 
 @functools.lru_cache(maxsize=1)
 def _packaged_document() -> dict[str, Any]:
     doc = _read_asset(_ASSET)
     validate_capabilities_document(doc, source="packaged registry")
-    return doc  # type: ignore[no-any-return]
+    return doc
 
 
 def validate_capabilities_document(doc: Any, *, source: str = "registry") -> None:
@@ -186,7 +188,9 @@ def validate_capabilities_document(doc: Any, *, source: str = "registry") -> Non
             for task, spec in model["tasks"].items():
                 where = f"$['models'][{model_id!r}]['tasks'][{task!r}]"
                 if task not in tasks:
-                    problems.append(f"{where}: unknown task {task!r} (declared tasks: {', '.join(sorted(tasks))})")
+                    problems.append(
+                        f"{where}: unknown task {task!r} (declared tasks: {', '.join(sorted(tasks))})"
+                    )
                 base = (spec.get("requires") or {}).get("base_model_id")
                 if base is not None and base not in models:
                     problems.append(f"{where}['requires']['base_model_id']: unknown model {base!r}")
@@ -279,7 +283,9 @@ class VisionModelCapabilitiesRegistry:
         if override_path is not None:
             override = self._read_file(override_path, "override file")
             if not isinstance(override, dict):
-                raise CapabilityRegistryError(f"Invalid capability override file {override_path}: expected a JSON object.")
+                raise CapabilityRegistryError(
+                    f"Invalid capability override file {override_path}: expected a JSON object."
+                )
             unknown = set(override) - {"$schema", "schema_version", "tasks", "models"}
             if unknown:
                 raise CapabilityRegistryError(
@@ -306,7 +312,9 @@ class VisionModelCapabilitiesRegistry:
         except FileNotFoundError as exc:
             raise CapabilityRegistryError(f"Capability {what} not found: {os.fspath(path)}") from exc
         except (OSError, ValueError) as exc:
-            raise CapabilityRegistryError(f"Capability {what} {os.fspath(path)} is not valid JSON: {exc}") from exc
+            raise CapabilityRegistryError(
+                f"Capability {what} {os.fspath(path)} is not valid JSON: {exc}"
+            ) from exc
 
     @staticmethod
     def _parse_model(model_id: str, raw: dict[str, Any]) -> VisionModelSpec:
@@ -448,7 +456,9 @@ class VisionModelCapabilitiesRegistry:
                 problems.append((name, why))
         if problems:
             raise ParameterConstraintError(
-                f"Invalid parameters for '{self.resolve(model_id)}' ({task}): " + "; ".join(w for _, w in problems) + ".",
+                f"Invalid parameters for '{self.resolve(model_id)}' ({task}): "
+                + "; ".join(w for _, w in problems)
+                + ".",
                 param=problems[0][0],
             )
 

@@ -37,8 +37,10 @@ def run_backend(core: ManagerCore, plan: CallPlan) -> list[GeneratedAsset]:
         except AbstractVisionError:
             raise
         except Exception as exc:
-            raise BackendError(f"{type(backend).__name__}.{plan.method} failed: {type(exc).__name__}: {exc}") from exc
-        assets.extend(core.check_result(plan, result))
+            raise BackendError(
+                f"{type(backend).__name__}.{plan.method} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        assets.extend(core.check_result(plan, result, getattr(request, "n", None)))
     return assets
 
 
@@ -68,21 +70,27 @@ class VisionManager(ManagerCore):
     def _output(self, plan: CallPlan, asset: GeneratedAsset) -> Output:
         if self.store is None:
             return asset
-        return self.store.store_bytes(asset.data, **self.store_kwargs(plan, asset))  # type: ignore[no-any-return]
+        return self.store.store_bytes(asset.data, **self.store_kwargs(plan, asset))
 
     def _execute(self, plan: CallPlan) -> list[Output]:
         plan.relay.emit("started")
         assets = run_backend(self, plan)
         total = len(assets)
-        outputs = [self._output(plan, self.finalize(plan, a, index=i, total=total)) for i, a in enumerate(assets)]
+        outputs = [
+            self._output(plan, self.finalize(plan, a, index=i, total=total)) for i, a in enumerate(assets)
+        ]
         plan.relay.emit("completed", progress=1.0)
         return outputs
 
     def _one(self, task: str, params: dict[str, Any]) -> Output:
         return self._execute(self.plan(task, params))[0]
 
-    def _many(self, task: str, params: dict[str, Any], count: Optional[int], n: Optional[int], seeds: Any) -> list[Output]:
-        return self._execute(self.plan(task, params, batch=True, count=count if count is not None else n, seeds=seeds))
+    def _many(
+        self, task: str, params: dict[str, Any], count: Optional[int], n: Optional[int], seeds: Any
+    ) -> list[Output]:
+        return self._execute(
+            self.plan(task, params, batch=True, count=count if count is not None else n, seeds=seeds)
+        )
 
     # -- tasks ------------------------------------------------------------------------
 

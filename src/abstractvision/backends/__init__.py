@@ -29,7 +29,16 @@ _LAZY: dict[str, str] = {
     "StableDiffusionCppVisionBackend": ".stable_diffusion_cpp",
 }
 
-__all__ = sorted(["TASK_METHODS", "VisionBackend", *_LAZY])
+__all__ = [
+    "TASK_METHODS",
+    "HuggingFaceDiffusersBackendConfig",
+    "HuggingFaceDiffusersVisionBackend",
+    "OpenAICompatibleBackendConfig",
+    "OpenAICompatibleVisionBackend",
+    "StableDiffusionCppBackendConfig",
+    "StableDiffusionCppVisionBackend",
+    "VisionBackend",
+]
 
 
 def __getattr__(name: str) -> Any:

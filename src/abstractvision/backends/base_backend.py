@@ -112,7 +112,11 @@ class VisionBackend:
     def supported_tasks(self) -> list[str]:
         """Tasks whose method this backend's class overrides."""
         cls = type(self)
-        return [task for task, meth in TASK_METHODS.items() if getattr(cls, meth) is not getattr(VisionBackend, meth)]
+        return [
+            task
+            for task, meth in TASK_METHODS.items()
+            if getattr(cls, meth) is not getattr(VisionBackend, meth)
+        ]
 
     def get_capabilities(self) -> Optional[VisionBackendCapabilities]:
         """What this configured backend will run. Default: the overridden task methods."""

@@ -1,0 +1,33 @@
+"""Shared fixtures: isolated store directories and the fake backend."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's ~/.abstractvision or their capability overrides."""
+    for name in list(os.environ):
+        if name.startswith("ABSTRACTVISION_"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ABSTRACTVISION_STORE_DIR", str(tmp_path_factory.mktemp("default-store")))
+
+
+@pytest.fixture
+def store(tmp_path):
+    from abstractvision import LocalAssetStore
+
+    return LocalAssetStore(tmp_path / "assets")
+
+
+@pytest.fixture
+def fake_backend():
+    from fakes import FakeBackend
+
+    return FakeBackend()
