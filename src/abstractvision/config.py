@@ -1,0 +1,314 @@
+"""One resolver for backend settings, shared by the CLI, the HTTP server and the AbstractCore plugin.
+
+Precedence, highest first: explicit options (CLI flags, a host's config dict), environment
+variables (``ABSTRACTVISION_*``), a config file, built-in defaults. The config file is JSON
+or TOML, found at ``--config`` / ``ABSTRACTVISION_CONFIG`` or, when present,
+``~/.config/abstractvision/config.toml`` (or ``.json``). Example TOML::
+
+    backend = "diffusers"
+    model = "runwayml/stable-diffusion-v1-5"
+    device = "auto"
+    [options]
+    offload = "model"
+
+Environment variables: ``ABSTRACTVISION_BACKEND``, ``_MODEL``, ``_BASE_URL``, ``_API_KEY``,
+``_DEVICE``, ``_DTYPE``, ``_ALLOW_DOWNLOAD``, ``_TIMEOUT_S``, ``_STORE_DIR``, ``_CONFIG``
+and, for backend options, ``ABSTRACTVISION_OPT_<NAME>`` (for example
+``ABSTRACTVISION_OPT_CLIP_L=/models/clip_l.safetensors``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from .errors import InvalidRequestError
+
+__all__ = ["BACKENDS", "BackendSettings", "create_backend", "create_manager", "resolve_settings"]
+
+#: backend name -> (module, config class, backend class)
+BACKENDS: dict[str, tuple[str, str, str]] = {
+    "openai": ("openai_compatible", "OpenAICompatibleBackendConfig", "OpenAICompatibleVisionBackend"),
+    "diffusers": (
+        "huggingface_diffusers",
+        "HuggingFaceDiffusersBackendConfig",
+        "HuggingFaceDiffusersVisionBackend",
+    ),
+    "sdcpp": ("stable_diffusion_cpp", "StableDiffusionCppBackendConfig", "StableDiffusionCppVisionBackend"),
+}
+_ALIASES = {
+    "openai-compatible": "openai",
+    "http": "openai",
+    "hf": "diffusers",
+    "huggingface": "diffusers",
+    "sd.cpp": "sdcpp",
+    "stable-diffusion-cpp": "sdcpp",
+}
+
+_SCALARS = (
+    "backend",
+    "model",
+    "base_url",
+    "api_key",
+    "device",
+    "dtype",
+    "allow_download",
+    "timeout_s",
+    "store_dir",
+)
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+DEFAULT_CONFIG_PATHS = (
+    Path("~/.config/abstractvision/config.toml"),
+    Path("~/.config/abstractvision/config.json"),
+)
+
+
+@dataclass
+class BackendSettings:
+    """Resolved settings. ``sources`` says where each value came from (for ``doctor``)."""
+
+    backend: Optional[str] = None
+    model: Optional[str] = None
+    base_url: Optional[str] = None
+    api_key: Optional[str] = field(default=None, repr=False)
+    device: Optional[str] = None
+    dtype: Optional[str] = None
+    allow_download: Optional[bool] = None
+    timeout_s: Optional[float] = None
+    store_dir: Optional[str] = None
+    options: dict[str, Any] = field(default_factory=dict)
+    config_path: Optional[str] = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def redacted(self) -> dict[str, Any]:
+        """JSON-safe view with the API key hidden."""
+        out = dataclasses.asdict(self)
+        if out.get("api_key"):
+            out["api_key"] = "***"
+        return out
+
+
+def _parse_bool(value: Any, name: str) -> Optional[bool]:
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InvalidRequestError(f"{name} must be true or false, got {value!r}.", param=name)
+
+
+def _parse_float(value: Any, name: str) -> Optional[float]:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError(f"{name} must be a number of seconds, got {value!r}.", param=name) from exc
+    if number <= 0:
+        raise InvalidRequestError(f"{name} must be positive, got {value!r}.", param=name)
+    return number
+
+
+def _coerce_option(text: str) -> Any:
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    if text[:1] in "[{":
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
+
+
+def load_config_file(path: Union[str, os.PathLike[str]]) -> dict[str, Any]:
+    """Read a JSON or TOML config file into a dict (raises :class:`InvalidRequestError`)."""
+    p = Path(path).expanduser()
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise InvalidRequestError(
+            f"Cannot read config file {p}: {exc.strerror or exc}.", param="config"
+        ) from exc
+    try:
+        if p.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError as exc:  # Python 3.10
+                raise InvalidRequestError(
+                    "TOML config files need Python 3.11+; use a .json file.", param="config"
+                ) from exc
+            data = tomllib.loads(raw.decode("utf-8"))
+        else:
+            data = json.loads(raw)
+    except InvalidRequestError:
+        raise
+    except Exception as exc:
+        raise InvalidRequestError(f"Config file {p} is not valid: {exc}", param="config") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequestError(
+            f"Config file {p} must contain a table/object at the top level.", param="config"
+        )
+    unknown = set(data) - set(_SCALARS) - {"options"}
+    if unknown:
+        raise InvalidRequestError(
+            f"Config file {p}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(_SCALARS)}, options.",
+            param="config",
+        )
+    return data
+
+
+def resolve_settings(
+    explicit: Optional[Mapping[str, Any]] = None,
+    *,
+    env: Optional[Mapping[str, str]] = None,
+    config_path: Optional[Union[str, os.PathLike[str]]] = None,
+) -> BackendSettings:
+    """Merge explicit options, environment and config file into :class:`BackendSettings`.
+
+    ``explicit`` may hold the scalar keys (``backend``, ``model``, ``base_url``...) and an
+    ``options`` dict of backend-specific config fields. ``None`` values are "not given".
+    """
+    env = os.environ if env is None else env
+    explicit = dict(explicit or {})
+    settings = BackendSettings()
+
+    path = config_path or explicit.pop("config", None) or env.get("ABSTRACTVISION_CONFIG") or None
+    file_data: dict[str, Any] = {}
+    if path:
+        file_data = load_config_file(path)
+        settings.config_path = str(Path(path).expanduser())
+    else:
+        for candidate in DEFAULT_CONFIG_PATHS:
+            if candidate.expanduser().is_file():
+                file_data = load_config_file(candidate)
+                settings.config_path = str(candidate.expanduser())
+                break
+
+    layers: list[tuple[str, Mapping[str, Any]]] = [("config file", file_data)]
+    env_layer: dict[str, Any] = {
+        k: env[f"ABSTRACTVISION_{k.upper()}"] for k in _SCALARS if env.get(f"ABSTRACTVISION_{k.upper()}")
+    }
+    env_layer["options"] = {
+        k[len("ABSTRACTVISION_OPT_") :].lower(): _coerce_option(v)
+        for k, v in env.items()
+        if k.startswith("ABSTRACTVISION_OPT_")
+    }
+    layers.append(("environment", env_layer))
+    layers.append(("explicit", explicit))
+
+    for source, layer in layers:
+        for key in _SCALARS:
+            if layer.get(key) is not None:
+                setattr(settings, key, layer[key])
+                settings.sources[key] = source
+        options = layer.get("options") or {}
+        if not isinstance(options, Mapping):
+            raise InvalidRequestError(f"'options' from the {source} must be a mapping.", param="options")
+        for key, value in options.items():
+            if value is not None:
+                settings.options[str(key)] = value
+                settings.sources[f"options.{key}"] = source
+
+    unknown = set(explicit) - set(_SCALARS) - {"options"}
+    if unknown:
+        raise InvalidRequestError(
+            f"Unknown setting(s) {sorted(unknown)}; allowed: {', '.join(_SCALARS)}, options.",
+            param="settings",
+        )
+    settings.allow_download = _parse_bool(settings.allow_download, "allow_download")
+    settings.timeout_s = _parse_float(settings.timeout_s, "timeout_s")
+    if settings.backend is not None:
+        name = str(settings.backend).strip().lower()
+        name = _ALIASES.get(name, name)
+        if name not in BACKENDS:
+            raise InvalidRequestError(
+                f"Unknown backend {settings.backend!r}; choose one of: {', '.join(BACKENDS)}.",
+                param="backend",
+            )
+        settings.backend = name
+    elif settings.base_url:
+        settings.backend = "openai"
+        settings.sources["backend"] = "implied by base_url"
+    return settings
+
+
+def _config_fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+
+
+def create_backend(settings: BackendSettings) -> Any:
+    """Instantiate the configured backend (imports only that backend's module)."""
+    if settings.backend is None:
+        raise InvalidRequestError(
+            "No backend selected. Choose one with --backend openai|diffusers|sdcpp, ABSTRACTVISION_BACKEND, "
+            'or a config file (backend = "...").',
+            param="backend",
+        )
+    import importlib
+
+    module_name, config_name, backend_name = BACKENDS[settings.backend]
+    module = importlib.import_module(f"abstractvision.backends.{module_name}")
+    config_cls, backend_cls = getattr(module, config_name), getattr(module, backend_name)
+    fields = _config_fields(config_cls)
+    kwargs: dict[str, Any] = {}
+    mapping = {
+        "model": "model_id" if "model_id" in fields else "model",
+        "base_url": "base_url",
+        "api_key": "api_key",
+        "device": "device",
+        "dtype": "torch_dtype" if "torch_dtype" in fields else "dtype",
+        "allow_download": "allow_download",
+        "timeout_s": "timeout_s",
+    }
+    if settings.backend == "sdcpp" and settings.model:
+        # a single-file checkpoint path goes to `model`; anything else is a provenance label
+        is_file = Path(str(settings.model)).expanduser().is_file()
+        mapping["model"] = "model" if is_file and "model" in fields else "model_id"
+    for key, target in mapping.items():
+        value = getattr(settings, key)
+        if value is None:
+            continue
+        if target not in fields:
+            raise InvalidRequestError(f"The {settings.backend} backend does not take '{key}'.", param=key)
+        kwargs[target] = value
+    for key, value in settings.options.items():
+        if key not in fields:
+            raise InvalidRequestError(
+                f"Unknown {settings.backend} backend option '{key}'. Known options: {', '.join(sorted(fields))}.",
+                param=key,
+            )
+        kwargs[key] = value
+    try:
+        config = config_cls(**kwargs)
+    except TypeError as exc:
+        raise InvalidRequestError(f"Invalid {settings.backend} backend settings: {exc}") from exc
+    return backend_cls(config=config)
+
+
+def create_manager(settings: BackendSettings, *, use_store: bool = False, asynchronous: bool = False) -> Any:
+    """A :class:`VisionManager` (or :class:`AsyncVisionManager`) over :func:`create_backend`."""
+    from .artifacts import LocalAssetStore
+
+    backend = create_backend(settings)
+    store = LocalAssetStore(settings.store_dir) if use_store else None
+    if asynchronous:
+        from .async_manager import AsyncVisionManager
+
+        return AsyncVisionManager(backend=backend, store=store)
+    from .vision_manager import VisionManager
+
+    return VisionManager(backend=backend, store=store)
