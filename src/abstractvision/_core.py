@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
-from . import _media, _validation
+from . import _angles, _media, _validation
 from .backends.base_backend import TASK_METHODS
 from .errors import (
     BackendError,
@@ -95,6 +95,8 @@ class CallPlan:
     seeds: tuple[int, ...] = ()
     chunk: Optional[int] = None
     tags: dict[str, str] = field(default_factory=dict)
+    strategy: Optional[str] = None
+    views: tuple[_angles.AngleView, ...] = ()
 
     def check_cancelled(self) -> None:
         cancel = self.request.cancel
@@ -151,6 +153,13 @@ class ManagerCore:
     def _gate_registry(self, task: str, params: dict[str, Any], count: int) -> None:
         if self.model_id is None or self.registry is None:
             return
+        if task == "multi_view_image" and not self.registry.supports(self.model_id, task):
+            task = (
+                "text_to_image"
+                if self.registry.supports(self.model_id, "text_to_image")
+                else "image_to_image"
+            )
+            params = {k: v for k, v in params.items() if k not in ("angles", "reference_image", "strength")}
         self.registry.require_support(self.model_id, task)
         checked = {
             k: v for k, v in params.items() if not isinstance(v, (bytes, bytearray)) and k not in ("extra",)
@@ -170,7 +179,11 @@ class ManagerCore:
         if caps is None:
             return None
         name = type(backend).__name__
-        if caps.supported_tasks is not None and task not in caps.supported_tasks:
+        if (
+            task != "multi_view_image"
+            and caps.supported_tasks is not None
+            and task not in caps.supported_tasks
+        ):
             raise CapabilityNotSupportedError(
                 f"The configured backend ({name}) does not support task '{task}'.",
                 task=task,
@@ -215,9 +228,18 @@ class ManagerCore:
         """
         started = time.perf_counter()
         backend = self.require_backend()
+        registry_strategy = None
         if self.model_id is not None and self.registry is not None:
-            self.registry.require_support(self.model_id, task)
+            if task == "multi_view_image":
+                registry_strategy = self.registry.multi_view_strategy(self.model_id)
+            else:
+                self.registry.require_support(self.model_id, task)
         _validation.check_param_names(task, params)
+        requested_strategy = params.pop("strategy", None)
+        views: tuple[_angles.AngleView, ...] = ()
+        if task == "multi_view_image":
+            views = _angles.parse_angles(params.get("angles", _angles.DEFAULT_ANGLES))
+            params["angles"] = tuple(v.label for v in views)
         params = {k: v for k, v in params.items() if v is not None or k in ("prompt",)}
         if task in _PROMPT_REQUIRED:
             params["prompt"] = _validation.check_prompt(params.get("prompt"))
@@ -233,6 +255,26 @@ class ManagerCore:
             n = len(planned)
         self._gate_registry(task, {k: v for k, v in params.items() if k not in ("on_progress", "cancel")}, n)
         caps = self._gate_backend(backend, task, params)
+        strategy = None
+        if task == "multi_view_image":
+            strategy = _angles.choose_strategy(
+                requested_strategy,
+                backend_tasks=caps.supported_tasks if caps is not None else None,
+                registry_strategy=registry_strategy,
+                has_reference=params.get("reference_image") is not None,
+            )
+            reg = self.registry
+            if (
+                strategy == "native"
+                and self.model_id
+                and reg is not None
+                and reg.supports(self.model_id, task)
+            ):
+                native = _angles.native_views(reg.task_spec(self.model_id, task))
+                _angles.check_native_angles(views, native, reg.resolve(self.model_id))
+            if strategy == "orchestrated" and params.get("seed") is None:
+                # one shared, recorded seed keeps the views consistent and reproducible
+                params["seed"] = _validation.plan_seeds(1)[0]
 
         needs_image = "reference_image" if task == "multi_view_image" else "image"
         if task in ("image_to_image", "image_upscale", "image_to_video") and needs_image not in params:
@@ -301,6 +343,8 @@ class ManagerCore:
                 "task": task,
                 **(tags or {}),
             },
+            strategy=strategy,
+            views=views,
         )
         plan.check_cancelled()
         return plan
@@ -317,28 +361,47 @@ class ManagerCore:
 
     # -- finishing --------------------------------------------------------------------
 
+    def check_asset(self, item: Any, method: str) -> GeneratedAsset:
+        name = type(self.backend).__name__
+        if not isinstance(item, GeneratedAsset):
+            raise BackendError(
+                f"{name}.{method} returned {type(item).__name__}; backends must return GeneratedAsset."
+            )
+        if not isinstance(item.data, (bytes, bytearray)) or not item.data:
+            raise BackendError(f"{name}.{method} returned an empty asset.")
+        return item
+
     def check_result(
         self, plan: CallPlan, result: Any, expected: Optional[int] = None
     ) -> list[GeneratedAsset]:
         expected_many = plan.batch or plan.task == "multi_view_image"
-        items = result if expected_many and isinstance(result, (list, tuple)) else [result]
         if not expected_many and isinstance(result, (list, tuple)):
             raise BackendError(
                 f"{type(self.backend).__name__}.{plan.method} returned a list; expected one GeneratedAsset."
             )
-        for item in items:
-            if not isinstance(item, GeneratedAsset):
-                raise BackendError(
-                    f"{type(self.backend).__name__}.{plan.method} returned {type(item).__name__}; "
-                    "backends must return GeneratedAsset."
-                )
-            if not isinstance(item.data, (bytes, bytearray)) or not item.data:
-                raise BackendError(f"{type(self.backend).__name__}.{plan.method} returned an empty asset.")
-        if plan.batch and expected is not None and len(items) != expected:
+        items = list(result) if expected_many and isinstance(result, (list, tuple)) else [result]
+        assets = [self.check_asset(item, plan.method) for item in items]
+        if plan.batch and expected is not None and len(assets) != expected:
             raise BackendError(
-                f"{type(self.backend).__name__}.{plan.method} returned {len(items)} assets for a batch of {expected}."
+                f"{type(self.backend).__name__}.{plan.method} returned {len(assets)} assets for a batch of {expected}."
             )
-        return list(items)
+        return assets
+
+    def multi_view_outputs(
+        self, plan: CallPlan, assets: list[GeneratedAsset], contact_sheet: bool
+    ) -> tuple[list[GeneratedAsset], Optional[GeneratedAsset]]:
+        """Finalize the views (and build the contact sheet when asked)."""
+        if len(assets) != len(plan.views):
+            raise BackendError(
+                f"{type(self.backend).__name__} returned {len(assets)} views for {len(plan.views)} angles."
+            )
+        finals = [self.finalize(plan, a, index=i, total=len(assets)) for i, a in enumerate(assets)]
+        sheet = None
+        if contact_sheet:
+            sheet = self.finalize(
+                plan, _angles.contact_sheet(assets, [v.label for v in plan.views]), index=len(assets)
+            )
+        return finals, sheet
 
     def backend_method(self, backend: Any, name: str) -> Callable[[Any], Any]:
         method = getattr(backend, name, None)
@@ -366,8 +429,11 @@ class ManagerCore:
         if self.model_id is not None:
             meta.setdefault("model", self.model_id)
         meta.setdefault("task", plan.task)
-        if plan.task == "multi_view_image" and index < len(plan.request.angles):
-            meta.setdefault("angle", plan.request.angles[index])
+        if plan.task == "multi_view_image":
+            if index < len(plan.views) and not meta.get("contact_sheet"):
+                for key, value in plan.views[index].to_dict().items():
+                    meta.setdefault(key, value)
+            meta.setdefault("strategy", plan.strategy)
         params = dict(plan.parameters)
         if plan.batch:
             params.pop("seed", None)
@@ -390,6 +456,8 @@ class ManagerCore:
 
     def store_kwargs(self, plan: CallPlan, asset: GeneratedAsset) -> dict[str, Any]:
         tags = dict(plan.tags)
-        if "angle" in asset.metadata:
+        if asset.metadata.get("contact_sheet"):
+            tags["angle"] = "contact_sheet"
+        elif "angle" in asset.metadata:
             tags["angle"] = str(asset.metadata["angle"])
         return {"content_type": asset.mime_type, "metadata": asset.metadata, "tags": tags}

@@ -50,6 +50,7 @@ TASK_PARAMS: dict[str, tuple[str, ...]] = {
         "guidance_scale",
         "strength",
         "seed",
+        "strategy",
         *_RUNTIME,
     ),
 }
@@ -208,26 +209,6 @@ def check_lora_adapters(value: Any) -> tuple[LoRAAdapterSpec, ...]:
     return tuple(out)
 
 
-def check_angles(value: Any) -> tuple[str, ...]:
-    if isinstance(value, (str, int, float)):
-        value = [value]
-    if not isinstance(value, Sequence) or not value:
-        raise InvalidRequestError(
-            "'angles' must be a non-empty list of angle names or degrees.", param="angles"
-        )
-    out = []
-    for item in value:
-        if isinstance(item, str) and item.strip():
-            out.append(item.strip())
-        elif _is_number(item) and math.isfinite(float(item)):
-            out.append(f"{float(item):g}")
-        else:
-            raise InvalidRequestError(
-                f"invalid angle {item!r}: use a name or a number of degrees.", param="angles"
-            )
-    return tuple(out)
-
-
 def check_common(params: dict[str, Any]) -> dict[str, Any]:
     """Validate the typed scalar parameters in place (returns ``params``)."""
     checks = {
@@ -245,7 +226,6 @@ def check_common(params: dict[str, Any]) -> dict[str, Any]:
         "on_progress": check_callback,
         "cancel": check_cancel,
         "lora_adapters": check_lora_adapters,
-        "angles": check_angles,
     }
     for name, check in checks.items():
         if name in params:

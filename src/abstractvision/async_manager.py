@@ -15,8 +15,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
+from . import _angles
 from ._core import CallPlan, ManagerCore, Output
-from .errors import AbstractVisionError, BackendError
+from .errors import AbstractVisionError, BackendError, GenerationCancelledError
 from .types import CancelToken, GeneratedAsset, ProgressCallback, ProviderModelInfo
 from .vision_manager import ImageInput, check_task, locals_of
 
@@ -54,13 +55,15 @@ class AsyncVisionManager(ManagerCore):
             return await asyncio.to_thread(self.plan, task, params, **kw)
         return self.plan(task, params, **kw)
 
-    async def _call(self, plan: CallPlan, request: Any, token: _AnyCancel) -> Any:
+    async def _call(self, name: str, request: Any, token: _AnyCancel) -> Any:
         backend = self.require_backend()
-        native = getattr(backend, "a" + plan.method, None)
+        if request.cancel is not None and request.cancel.is_set():
+            raise GenerationCancelledError("Generation cancelled.")
+        native = getattr(backend, "a" + name, None)
         try:
             if native is not None and inspect.iscoroutinefunction(native):
                 return await native(request)
-            method = self.backend_method(backend, plan.method)
+            method = self.backend_method(backend, name)
             return await asyncio.to_thread(method, request)
         except asyncio.CancelledError:
             token.set()  # a local engine stops at its next step
@@ -69,27 +72,40 @@ class AsyncVisionManager(ManagerCore):
             raise
         except Exception as exc:
             raise BackendError(
-                f"{type(backend).__name__}.{plan.method} failed: {type(exc).__name__}: {exc}"
+                f"{type(backend).__name__}.{name} failed: {type(exc).__name__}: {exc}"
             ) from exc
 
-    async def _execute(self, plan: CallPlan) -> list[Output]:
+    async def _run(self, plan: CallPlan) -> list[GeneratedAsset]:
         token = _AnyCancel(plan.request.cancel)
         plan.request = dataclasses.replace(plan.request, cancel=token)
         plan.relay.emit("started")
+        if plan.strategy == "orchestrated":
+            steps = _angles.orchestrate(plan.request, plan.views)
+            try:
+                name, request = next(steps)
+                while True:
+                    result = self.check_asset(await self._call(name, request, token), name)
+                    name, request = steps.send(result)
+            except StopIteration as done:
+                return list(done.value)
         assets: list[GeneratedAsset] = []
         for request in self.batch_requests(plan):
-            plan.check_cancelled()
-            assets.extend(
-                self.check_result(plan, await self._call(plan, request, token), getattr(request, "n", None))
-            )
-        finals = [self.finalize(plan, a, index=i, total=len(assets)) for i, a in enumerate(assets)]
+            result = await self._call(plan.method, request, token)
+            assets.extend(self.check_result(plan, result, getattr(request, "n", None)))
+        return assets
+
+    async def _store_all(self, plan: CallPlan, finals: list[GeneratedAsset]) -> list[Output]:
         if self.store is None:
-            outputs: list[Output] = list(finals)
-        else:
-            store = self.store
-            outputs = await asyncio.to_thread(
-                lambda: [store.store_bytes(a.data, **self.store_kwargs(plan, a)) for a in finals]
-            )
+            return list(finals)
+        store = self.store
+        return await asyncio.to_thread(
+            lambda: [store.store_bytes(a.data, **self.store_kwargs(plan, a)) for a in finals]
+        )
+
+    async def _execute(self, plan: CallPlan) -> list[Output]:
+        assets = await self._run(plan)
+        finals = [self.finalize(plan, a, index=i, total=len(assets)) for i, a in enumerate(assets)]
+        outputs = await self._store_all(plan, finals)
         plan.relay.emit("completed", progress=1.0)
         return outputs
 
@@ -302,7 +318,7 @@ class AsyncVisionManager(ManagerCore):
         prompt: str,
         *,
         reference_image: Optional[ImageInput] = None,
-        angles: Sequence[Union[str, float]] = ("front", "three_quarter", "side", "back"),
+        angles: Sequence[Union[str, float, dict[str, float]]] = ("front", "three_quarter", "side", "back"),
         negative_prompt: Optional[str] = None,
         width: Optional[int] = None,
         height: Optional[int] = None,
@@ -310,12 +326,23 @@ class AsyncVisionManager(ManagerCore):
         guidance_scale: Optional[float] = None,
         strength: Optional[float] = None,
         seed: Optional[int] = None,
+        strategy: Optional[str] = None,
+        contact_sheet: bool = False,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> list[Output]:
-        return await self._execute(await self._plan("multi_view_image", {**locals_of(locals()), **kwargs}))
+        params = {**locals_of(locals()), **kwargs}
+        params.pop("contact_sheet")
+        plan = await self._plan("multi_view_image", params)
+        views, sheet = self.multi_view_outputs(plan, await self._run(plan), contact_sheet)
+        result = _angles.AngleSet(await self._store_all(plan, views))
+        result.strategy = plan.strategy or ""
+        if sheet is not None:
+            result.contact_sheet = (await self._store_all(plan, [sheet]))[0]
+        plan.relay.emit("completed", progress=1.0)
+        return result
 
     # -- catalog and lifecycle --------------------------------------------------------
 

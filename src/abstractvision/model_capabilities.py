@@ -114,6 +114,7 @@ class VisionTaskSpec:
     strategy: Optional[str] = None
     pipeline: Optional[str] = None
     requires: Optional[dict[str, Any]] = None
+    views: Optional[tuple[dict[str, Any], ...]] = None
 
     def defaults(self) -> dict[str, Any]:
         return {name: p.default for name, p in self.params.items() if p.has_default}
@@ -127,6 +128,8 @@ class VisionTaskSpec:
         for key in ("strategy", "pipeline", "requires"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.views is not None:
+            out["views"] = [dict(v) for v in self.views]
         return out
 
 
@@ -328,6 +331,7 @@ class VisionModelCapabilitiesRegistry:
                 strategy=t.get("strategy"),
                 pipeline=t.get("pipeline"),
                 requires=t.get("requires"),
+                views=tuple(t["views"]) if "views" in t else None,
             )
         return VisionModelSpec(
             model_id=model_id,
@@ -428,6 +432,26 @@ class VisionModelCapabilitiesRegistry:
                 supported=sorted(spec.tasks),
             )
         return spec.tasks[task]
+
+    def multi_view_strategy(self, model_id: str) -> str:
+        """How ``model_id`` produces multiple views: ``"native"`` or ``"orchestrated"``.
+
+        A model that lists ``multi_view_image`` uses the strategy it declares; any model with
+        both ``text_to_image`` and ``image_to_image`` can be orchestrated. Otherwise
+        :class:`CapabilityNotSupportedError` lists the model's tasks.
+        """
+        spec = self.get(model_id)
+        listed = spec.tasks.get("multi_view_image")
+        if listed is not None:
+            return listed.strategy or "native"
+        if {"text_to_image", "image_to_image"} <= set(spec.tasks):
+            return "orchestrated"
+        raise CapabilityNotSupportedError(
+            f"Model '{spec.model_id}' cannot produce multiple views: it has no native multi_view_image and "
+            "lacks text_to_image + image_to_image for the orchestrated strategy.",
+            task="multi_view_image",
+            supported=sorted(spec.tasks),
+        )
 
     def task_spec(self, model_id: str, task: str) -> VisionTaskSpec:
         return self.require_support(model_id, task)

@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
+from . import _angles
 from ._core import CallPlan, ManagerCore, Output
-from .errors import AbstractVisionError, BackendError
+from .errors import AbstractVisionError, BackendError, GenerationCancelledError
 from .types import TASKS, CancelToken, GeneratedAsset, ProgressCallback, ProviderModelInfo
 
 __all__ = ["VisionManager"]
@@ -25,21 +26,33 @@ __all__ = ["VisionManager"]
 ImageInput = Any  # bytes | str | os.PathLike | PIL.Image.Image | artifact ref dict | data URL
 
 
+def call_backend(core: ManagerCore, name: str, request: Any) -> Any:
+    """Call one backend method, mapping unexpected exceptions to :class:`BackendError`."""
+    backend = core.require_backend()
+    method = core.backend_method(backend, name)
+    if request.cancel is not None and request.cancel.is_set():
+        raise GenerationCancelledError("Generation cancelled.")
+    try:
+        return method(request)
+    except AbstractVisionError:
+        raise
+    except Exception as exc:
+        raise BackendError(f"{type(backend).__name__}.{name} failed: {type(exc).__name__}: {exc}") from exc
+
+
 def run_backend(core: ManagerCore, plan: CallPlan) -> list[GeneratedAsset]:
     """Call the backend for ``plan`` (synchronously) and validate what it returned."""
-    backend = core.require_backend()
-    method = core.backend_method(backend, plan.method)
+    if plan.strategy == "orchestrated":
+        steps = _angles.orchestrate(plan.request, plan.views)
+        try:
+            name, request = next(steps)
+            while True:
+                name, request = steps.send(core.check_asset(call_backend(core, name, request), name))
+        except StopIteration as done:
+            return list(done.value)
     assets: list[GeneratedAsset] = []
     for request in core.batch_requests(plan):
-        plan.check_cancelled()
-        try:
-            result = method(request)
-        except AbstractVisionError:
-            raise
-        except Exception as exc:
-            raise BackendError(
-                f"{type(backend).__name__}.{plan.method} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        result = call_backend(core, plan.method, request)
         assets.extend(core.check_result(plan, result, getattr(request, "n", None)))
     return assets
 
@@ -301,7 +314,7 @@ class VisionManager(ManagerCore):
         prompt: str,
         *,
         reference_image: Optional[ImageInput] = None,
-        angles: Sequence[Union[str, float]] = ("front", "three_quarter", "side", "back"),
+        angles: Sequence[Union[str, float, dict[str, float]]] = ("front", "three_quarter", "side", "back"),
         negative_prompt: Optional[str] = None,
         width: Optional[int] = None,
         height: Optional[int] = None,
@@ -309,13 +322,31 @@ class VisionManager(ManagerCore):
         guidance_scale: Optional[float] = None,
         strength: Optional[float] = None,
         seed: Optional[int] = None,
+        strategy: Optional[str] = None,
+        contact_sheet: bool = False,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> list[Output]:
-        """``multi_view_image``: one output per angle, each tagged with its ``angle``."""
-        return self._execute(self.plan("multi_view_image", {**locals_of(locals()), **kwargs}))
+        """``multi_view_image``: one output per angle, tagged with ``angle``, ``azimuth``, ``elevation``.
+
+        ``strategy`` is ``"native"`` (the backend's multi-view pipeline), ``"orchestrated"``
+        (reference view + image-to-image per angle with one shared seed) or ``None`` to let the
+        registry and the backend decide. ``contact_sheet=True`` also builds a grid image,
+        available as ``result.contact_sheet``. See docs/multi-view.md.
+        """
+        params = {**locals_of(locals()), **kwargs}
+        params.pop("contact_sheet")
+        plan = self.plan("multi_view_image", params)
+        plan.relay.emit("started")
+        views, sheet = self.multi_view_outputs(plan, run_backend(self, plan), contact_sheet)
+        result = _angles.AngleSet(self._output(plan, v) for v in views)
+        result.strategy = plan.strategy or ""
+        if sheet is not None:
+            result.contact_sheet = self._output(plan, sheet)
+        plan.relay.emit("completed", progress=1.0)
+        return result
 
     # -- catalog and lifecycle --------------------------------------------------------
 

@@ -79,7 +79,7 @@ def test_upscale_video_i2v_and_angles(vm):
     i2v = vm.image_to_video(png_bytes(8, 8), "drift", num_frames=3)
     assert i2v.metadata["task"] == "image_to_video"
     views = vm.generate_angles("a chair", angles=["front", "side", 90])
-    assert [v.metadata["angle"] for v in views] == ["front", "side", "90"]
+    assert [v.metadata["angle"] for v in views] == ["front", "side", "side"]
     assert all(v.metadata["task"] == "multi_view_image" for v in views)
 
 
