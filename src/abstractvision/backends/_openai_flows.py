@@ -1,0 +1,334 @@
+"""The OpenAI-compatible backend's operations, as I/O-free flows.
+
+Each operation (images, edits, a video job, the model catalog) is a generator over the
+actions of :mod:`._openai_protocol`; the sync and async transports run the same flows.
+The video flow implements the OpenAI job protocol: ``POST /videos``, poll
+``GET /videos/{id}`` (honouring a ``Retry-After`` hint, reporting ``progress``, checking
+cancellation and the deadline), then ``GET /videos/{id}/content``; a job abandoned
+before it finished (cancelled, deadline, task cancellation) is cancelled on the server
+with ``DELETE /videos/{id}``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+from urllib.parse import quote
+
+from ..errors import GenerationCancelledError, GenerationTimeoutError, InvalidRequestError, ProviderError
+from ..model_capabilities import VisionModelCapabilitiesRegistry
+from ..types import (
+    TASKS,
+    GeneratedAsset,
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ProgressEvent,
+    ProviderModelInfo,
+)
+from . import _openai_payloads as payloads
+from ._openai_protocol import (
+    Deadline,
+    Flow,
+    Reply,
+    Sleep,
+    Wire,
+    check_cancel,
+    fetch_url,
+    log,
+    parse_json,
+    parse_retry_after,
+    send,
+)
+
+ImageRequest = Union[ImageGenerationRequest, ImageEditRequest]
+
+
+@dataclass(frozen=True)
+class Paths:
+    generations: str = "/images/generations"
+    edits: str = "/images/edits"
+    models: str = "/models"
+    videos: str = "/videos"
+    video_sync: str = "/videos/generations"
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a flow needs, resolved once from the backend config."""
+
+    wire: Wire
+    paths: Paths
+    image_model: Optional[str]
+    video_model: Optional[str]
+    diffusion: bool
+    openai_target: bool
+    response_format: Optional[str]
+    deadline_s: Optional[float]
+    poll_interval_s: float
+    video_mode: str
+    cancel_remote_jobs: bool
+    registry: Callable[[], Optional[VisionModelCapabilitiesRegistry]]
+
+    def target(self, model: Optional[str], task: str) -> payloads.Target:
+        rules = payloads.model_rules(self.registry(), model, task)
+        return payloads.Target(rules=rules, diffusion=self.diffusion, response_format=self.response_format)
+
+    def deadline(self, request: Any, what: str) -> Deadline:
+        seconds = request.extra.get("deadline_s", self.deadline_s)
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0):
+            raise InvalidRequestError("extra 'deadline_s' must be a positive number of seconds.", param="deadline_s")
+        return Deadline(seconds, what=what)
+
+
+def _emit(request: Any, task: str, phase: str, **fields: Any) -> None:
+    callback = request.on_progress
+    if callback is not None:
+        callback(ProgressEvent(task=task, phase=phase, **fields))
+
+
+def _materialize(
+    ctx: Context, item: payloads.MediaItem, *, reply: Reply, deadline: Deadline, what: str, cancel: Any
+) -> Flow[tuple[bytes, Optional[str], dict[str, float]]]:
+    """The bytes of one output: decoded base64, a data URL, or a checked download."""
+    if item.b64 is not None:
+        return payloads.decode_b64(item.b64, what=what, reply=reply, max_bytes=ctx.wire.max_bytes), None, {}
+    url = item.url or ""
+    if url.startswith("data:"):
+        declared = url[5:].partition(";")[0] or None
+        return payloads.decode_b64(url, what=what, reply=reply, max_bytes=ctx.wire.max_bytes), declared, {}
+    started = time.monotonic()
+    got = yield from fetch_url(ctx.wire, url, deadline=deadline, what=f"download of the {what} output", cancel=cancel)
+    return got.content, got.headers.get("content-type"), {"download_s": round(time.monotonic() - started, 6)}
+
+
+def _metadata(
+    *,
+    seed: Optional[int],
+    provider_seed: Optional[int],
+    model: Optional[str],
+    reply: Reply,
+    timings: dict[str, float],
+    prepared: payloads.Prepared,
+    source: str,
+    item: Optional[payloads.MediaItem] = None,
+    doc: Any = None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"seed": provider_seed if provider_seed is not None else seed}
+    if meta["seed"] is not None:
+        meta["seed_source"] = "provider" if provider_seed is not None else "requested"
+    if model:
+        meta["model"] = model
+    meta["timings"] = timings
+    meta["request_id"] = reply.request_id
+    meta["output_source"] = source
+    if prepared.effective:
+        meta["parameters"] = dict(prepared.effective)
+    if prepared.ignored:
+        meta["ignored_parameters"] = list(prepared.ignored)
+    if item is not None and item.revised_prompt:
+        meta["revised_prompt"] = item.revised_prompt
+    if isinstance(doc, dict):
+        for key in ("usage", "output_format", "quality", "size", "background"):
+            if doc.get(key) is not None:
+                meta.setdefault("provider", {})[key] = doc[key]
+    return meta
+
+
+def images(ctx: Context, request: ImageRequest, task: str) -> Flow[list[GeneratedAsset]]:
+    """``text_to_image`` / ``image_to_image``: one request for ``request.n`` images."""
+    edit = isinstance(request, ImageEditRequest)
+    path = ctx.paths.edits if edit else ctx.paths.generations
+    what = f"POST {path}"
+    model = request.extra.get("model") or ctx.image_model
+    target = ctx.target(model, task)
+    if isinstance(request, ImageEditRequest):
+        prepared = payloads.image_edit(request, target)
+    else:
+        prepared = payloads.image_generation(request, target)
+    deadline = ctx.deadline(request, f"{task} request")
+    _emit(request, task, "in_progress", message="waiting for the provider", raw={"n": prepared.n})
+    started = time.monotonic()
+    reply = yield from send(
+        ctx.wire,
+        "POST",
+        path,
+        deadline=deadline,
+        what=what,
+        content=prepared.content,
+        content_type=prepared.content_type,
+        cancel=request.cancel,
+    )
+    inference_s = round(time.monotonic() - started, 6)
+    doc = parse_json(reply, what=what, secrets=ctx.wire.secrets)
+    items = payloads.media_items(doc, reply, n=prepared.n, what=what)
+    fmt = doc.get("output_format") if isinstance(doc, dict) else None
+    assets = []
+    for i, item in enumerate(items):
+        if item.url is not None and item.b64 is None:
+            _emit(request, task, "downloading", message=f"downloading output {i + 1} of {len(items)}")
+        data, declared, extra_timings = yield from _materialize(
+            ctx, item, reply=reply, deadline=deadline, what=what, cancel=request.cancel
+        )
+        meta = _metadata(
+            seed=prepared.seeds[i] if i < len(prepared.seeds) else None,
+            provider_seed=item.seed,
+            model=model,
+            reply=reply,
+            timings={"inference_s": inference_s, **extra_timings},
+            prepared=prepared,
+            source="b64_json" if item.b64 is not None else "url",
+            item=item,
+            doc=doc,
+        )
+        declared = declared or (f"image/{fmt}" if isinstance(fmt, str) else None)
+        assets.append(
+            payloads.media_asset(data, media_type="image", declared_mime=declared, metadata=meta, what=what, reply=reply)
+        )
+    return assets
+
+
+def video(ctx: Context, request: Any, task: str, image: Optional[bytes]) -> Flow[GeneratedAsset]:
+    """``text_to_video`` / ``image_to_video`` through the job protocol or the sync endpoint."""
+    model = request.extra.get("model") or ctx.video_model
+    target = ctx.target(model, task)
+    as_json = ctx.video_mode == "sync"
+    prepared = payloads.video(request, target, image=image, as_json=as_json)
+    deadline = ctx.deadline(request, f"{task} job")
+    path = ctx.paths.video_sync if as_json else ctx.paths.videos
+    what = f"POST {path}"
+    started = time.monotonic()
+    _emit(request, task, "submitting", message="creating the job" if not as_json else "waiting for the provider")
+    reply = yield from send(
+        ctx.wire,
+        "POST",
+        path,
+        deadline=deadline,
+        what=what,
+        content=prepared.content,
+        content_type=prepared.content_type,
+        cancel=request.cancel,
+    )
+    if as_json:
+        return (yield from _sync_video(ctx, request, reply, prepared, model, deadline, what, started))
+    job = payloads.parse_job(parse_json(reply, what=what, secrets=ctx.wire.secrets), reply, what=what)
+    job, reply = yield from _wait_for_job(ctx, job, reply, request, task, deadline)
+    inference_s = round(time.monotonic() - started, 6)
+    _emit(request, task, "downloading", progress=1.0, raw={"id": job.id})
+    content_path = f"{_job_path(ctx, job.id)}/content"
+    t_download = time.monotonic()
+    got = yield from send(
+        ctx.wire, "GET", content_path, deadline=deadline, what=f"GET {ctx.paths.videos}/{{id}}/content", cancel=request.cancel
+    )
+    timings = {"inference_s": inference_s, "download_s": round(time.monotonic() - t_download, 6)}
+    meta = _metadata(
+        seed=prepared.seeds[0], provider_seed=None, model=model, reply=got, timings=timings, prepared=prepared, source="job"
+    )
+    meta["provider"] = {"video_id": job.id, **{k: job.raw[k] for k in ("seconds", "size", "model") if k in job.raw}}
+    return payloads.media_asset(
+        got.content, media_type="video", declared_mime=got.headers.get("content-type"), metadata=meta, what=what, reply=got
+    )
+
+
+def _sync_video(
+    ctx: Context,
+    request: Any,
+    reply: Reply,
+    prepared: payloads.Prepared,
+    model: Optional[str],
+    deadline: Deadline,
+    what: str,
+    started: float,
+) -> Flow[GeneratedAsset]:
+    """The synchronous variant answers either the video bytes or ``{"data": [...]}``."""
+    content_type = reply.headers.get("content-type", "")
+    timings = {"inference_s": round(time.monotonic() - started, 6)}
+    item = None
+    doc = None
+    if content_type.startswith("application/json") or reply.content[:1] in (b"{", b"["):
+        doc = parse_json(reply, what=what, secrets=ctx.wire.secrets)
+        item = payloads.media_items(doc, reply, n=1, what=what)[0]
+        data, declared, extra_timings = yield from _materialize(
+            ctx, item, reply=reply, deadline=deadline, what=what, cancel=request.cancel
+        )
+        timings.update(extra_timings)
+    else:
+        data, declared = reply.content, content_type
+    meta = _metadata(
+        seed=prepared.seeds[0],
+        provider_seed=item.seed if item is not None else None,
+        model=model,
+        reply=reply,
+        timings=timings,
+        prepared=prepared,
+        source="sync",
+        item=item,
+        doc=doc,
+    )
+    return payloads.media_asset(data, media_type="video", declared_mime=declared, metadata=meta, what=what, reply=reply)
+
+
+def _job_path(ctx: Context, job_id: str) -> str:
+    return f"{ctx.paths.videos.rstrip('/')}/{quote(job_id, safe='')}"
+
+
+def _wait_for_job(
+    ctx: Context, job: payloads.Job, reply: Reply, request: Any, task: str, deadline: Deadline
+) -> Flow[tuple[payloads.Job, Reply]]:
+    what = f"GET {ctx.paths.videos}/{{id}}"
+    job_path = _job_path(ctx, job.id)
+    try:
+        while True:
+            raw = {"id": job.id, "status": job.raw.get("status"), "progress": job.raw.get("progress")}
+            if job.status in ("queued", "in_progress"):
+                _emit(request, task, job.status, progress=job.progress, raw=raw)
+            if job.status == "completed":
+                return job, reply
+            if job.status == "failed":
+                raise ProviderError(
+                    f"video job {job.id} failed: {job.error_text()}",
+                    status_code=reply.status,
+                    body=job.raw,
+                    request_id=reply.request_id,
+                )
+            if job.status == "cancelled":
+                raise GenerationCancelledError(f"video job {job.id} was cancelled on the provider's side.")
+            check_cancel(request.cancel, f"{task} job {job.id}")
+            hint = parse_retry_after(reply.headers)
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                raise deadline.error()
+            yield Sleep(min(ctx.poll_interval_s if hint is None else hint, remaining), request.cancel)
+            check_cancel(request.cancel, f"{task} job {job.id}")
+            reply = yield from send(ctx.wire, "GET", job_path, deadline=deadline, what=what, cancel=request.cancel)
+            job = payloads.parse_job(parse_json(reply, what=what, secrets=ctx.wire.secrets), reply, what=what)
+    except GeneratorExit:
+        raise
+    except BaseException:
+        if not job.terminal and ctx.cancel_remote_jobs:
+            yield from _cancel_job(ctx, job_path)
+        raise
+
+
+def _cancel_job(ctx: Context, job_path: str) -> Flow[None]:
+    """Best effort ``DELETE /videos/{id}``: one attempt, a short deadline, errors logged."""
+    what = f"DELETE {ctx.paths.videos}/{{id}}"
+    try:
+        yield from send(
+            ctx.wire, "DELETE", job_path, deadline=Deadline(min(5.0, ctx.wire.timeout_s), what=what), what=what, max_retries=0
+        )
+    except (ProviderError, GenerationTimeoutError) as exc:
+        log.info("%s: could not cancel the remote job: %s", what, exc)
+
+
+def models(ctx: Context, task: Optional[str]) -> Flow[list[ProviderModelInfo]]:
+    """``GET /models`` parsed into :class:`ProviderModelInfo` entries."""
+    if task is not None and task not in TASKS:
+        raise InvalidRequestError(f"Unknown task {task!r}. Known tasks: {', '.join(TASKS)}.", param="task")
+    what = f"GET {ctx.paths.models}"
+    reply = yield from send(ctx.wire, "GET", ctx.paths.models, deadline=Deadline(ctx.deadline_s, what="model listing"), what=what)
+    doc = parse_json(reply, what=what, secrets=ctx.wire.secrets)
+    return payloads.parse_models(
+        doc, reply, task=task, registry=ctx.registry(), openai_target=ctx.openai_target, what=what
+    )

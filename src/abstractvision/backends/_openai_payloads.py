@@ -1,0 +1,540 @@
+"""Request bodies and response parsing for the OpenAI-compatible backend (no I/O).
+
+What is sent depends on the target. Against the OpenAI API (``api.openai.com``, or
+``send_diffusion_params=False``) only OpenAI fields go out: ``width``/``height`` become
+``size="WxH"``, checked against the model's sizes in the capability registry, and
+diffusion parameters (``negative_prompt``, ``steps``, ``seed``...) are refused loudly
+instead of being dropped. Against other servers the diffusion fields and every ``extra``
+key are sent as well.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from .._fileio import extension_for_mime
+from .._media import sniff_mime
+from ..errors import InvalidRequestError
+from ..model_capabilities import ParamSpec, VisionModelCapabilitiesRegistry
+from ..types import (
+    TASKS,
+    GeneratedAsset,
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImageToVideoRequest,
+    ProviderModelInfo,
+    VideoGenerationRequest,
+)
+from ._openai_protocol import Reply, encode_multipart, response_error
+
+#: OpenAI Images API fields taken from ``request.extra`` (always sent when given).
+OPENAI_IMAGE_FIELDS = (
+    "quality",
+    "background",
+    "output_format",
+    "output_compression",
+    "user",
+    "response_format",
+    "moderation",
+    "style",
+    "input_fidelity",
+)
+OPENAI_VIDEO_FIELDS = ("user",)
+#: ``extra`` keys the backend itself consumes.
+CONSUMED_EXTRA = ("model", "size", "seconds", "deadline_s")
+_UNSUPPORTED_EXTRA = ("stream", "partial_images")
+
+VideoRequest = Union[VideoGenerationRequest, ImageToVideoRequest]
+
+
+@dataclass(frozen=True)
+class ModelRules:
+    """What the capability registry says about an OpenAI API model for one task."""
+
+    model: Optional[str] = None
+    known: bool = False
+    family: str = ""
+    task_supported: Optional[bool] = None
+    params: Mapping[str, ParamSpec] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()
+
+    @property
+    def sizes(self) -> Optional[tuple[str, ...]]:
+        spec = self.params.get("size")
+        return tuple(str(s) for s in spec.enum) if spec is not None and spec.enum else None
+
+    @property
+    def max_n(self) -> Optional[int]:
+        spec = self.params.get("n")
+        return int(spec.max) if spec is not None and spec.max is not None else None
+
+    @property
+    def multi_image(self) -> bool:
+        """Several input images per edit (``image[]``)."""
+        return not self.known or self.family == "gpt-image"
+
+    @property
+    def b64_only(self) -> bool:
+        """gpt-image models always answer base64 and reject ``response_format``."""
+        return self.family == "gpt-image"
+
+
+def model_rules(registry: Optional[VisionModelCapabilitiesRegistry], model: Optional[str], task: str) -> ModelRules:
+    if not model or registry is None or model not in registry:
+        return ModelRules(model=model)
+    spec = registry.get(model)
+    tspec = spec.tasks.get(task)
+    if spec.provider != "openai" and "openai" not in spec.backends:
+        return ModelRules(model=model, task_supported=tspec is not None)
+    return ModelRules(
+        model=model,
+        known=True,
+        family=spec.family,
+        task_supported=tspec is not None,
+        params=dict(tspec.params) if tspec is not None else {},
+        inputs=tspec.inputs if tspec is not None else (),
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    """Who we are talking to for one call."""
+
+    rules: ModelRules
+    diffusion: bool
+    response_format: Optional[str] = None
+
+    @property
+    def model(self) -> Optional[str]:
+        return self.rules.model
+
+
+@dataclass
+class Prepared:
+    """An encoded request body plus what the results should report."""
+
+    content: bytes
+    content_type: str
+    n: int
+    seeds: tuple[Optional[int], ...]
+    ignored: list[str] = field(default_factory=list)
+    effective: dict[str, Any] = field(default_factory=dict)
+
+
+# -- building -----------------------------------------------------------------------------
+
+
+def resolve_size(request: Any, extra_size: Any, target: Target) -> Optional[str]:
+    """``size`` from ``extra['size']`` or ``width``/``height``, checked against the model."""
+    width, height = request.width, request.height
+    size = None if extra_size is None else str(extra_size)
+    if width is not None and height is not None:
+        derived = f"{width}x{height}"
+        if size is not None and size != derived:
+            raise InvalidRequestError(f"extra size={size!r} contradicts width x height = {derived}.", param="size")
+        size = derived
+    elif (width is not None or height is not None) and not target.diffusion:
+        raise InvalidRequestError(
+            "Give both width and height: the OpenAI API takes one size='WxH'.",
+            param="height" if height is None else "width",
+        )
+    sizes = target.rules.sizes
+    if size is not None and sizes is not None and size not in sizes:
+        raise InvalidRequestError(
+            f"size {size} is not valid for model {target.model}; valid sizes: {', '.join(sizes)}.", param="size"
+        )
+    return size
+
+
+def _check_common(request: Any, target: Target, n: int) -> None:
+    if getattr(request, "lora_adapters", ()):
+        raise InvalidRequestError(
+            "lora_adapters are not supported by the OpenAI-compatible backend; pass server-specific keys in extra.",
+            param="lora_adapters",
+        )
+    for key in _UNSUPPORTED_EXTRA:
+        if request.extra.get(key):
+            raise InvalidRequestError(f"extra {key!r} (streaming) is not supported by this backend.", param=key)
+    max_n = target.rules.max_n
+    if max_n is not None and n > max_n:
+        raise InvalidRequestError(f"model {target.model} returns at most n={max_n} per request, got {n}.", param="n")
+
+
+def _reject_diffusion(request: Any, names: tuple[str, ...], target: Target) -> None:
+    given = [name for name in names if getattr(request, name, None) is not None]
+    if given:
+        who = f"model {target.model}" if target.model else "this provider"
+        raise InvalidRequestError(
+            f"{', '.join(given)}: not supported by the OpenAI API ({who}). Remove "
+            f"{'it' if len(given) == 1 else 'them'}, or set send_diffusion_params=True for a server that accepts "
+            "diffusion parameters.",
+            param=given[0],
+        )
+
+
+def _split_extra(extra: dict[str, Any], target: Target, allowed: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """(OpenAI fields, keys passed through, keys ignored) from a copy of ``extra``."""
+    fields = {k: extra.pop(k) for k in allowed if extra.get(k) is not None}
+    for key, value in fields.items():
+        spec = target.rules.params.get(key)
+        why = spec.violation(value) if spec is not None else None
+        if why:
+            raise InvalidRequestError(f"{why} for model {target.model}.", param=key)
+    for key in CONSUMED_EXTRA:
+        extra.pop(key, None)
+    if target.diffusion:
+        return fields, extra, []
+    return fields, {}, sorted(extra)
+
+
+def _seeds(request: Any, n: int) -> tuple[Optional[int], ...]:
+    if request.seeds:
+        return tuple(request.seeds)
+    return (request.seed,) + (None,) * (n - 1)  # one explicit seed: the server numbers the rest
+
+
+def _diffusion(request: Any, names: tuple[str, ...], seeds: tuple[Optional[int], ...]) -> dict[str, Any]:
+    out = {name: getattr(request, name) for name in names if getattr(request, name, None) is not None}
+    if seeds and seeds[0] is not None:
+        out["seed"] = seeds[0]
+        if len(seeds) > 1 and all(s is not None for s in seeds):
+            out["seeds"] = list(seeds)
+    return out
+
+
+def _form_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _image_body(
+    request: Union[ImageGenerationRequest, ImageEditRequest], target: Target, diffusion_names: tuple[str, ...]
+) -> tuple[dict[str, Any], Prepared]:
+    extra = dict(request.extra)
+    n = request.n
+    _check_common(request, target, n)
+    size = resolve_size(request, extra.get("size"), target)
+    seeds = _seeds(request, n)
+    body: dict[str, Any] = {"prompt": request.prompt, "n": n}
+    if target.model:
+        body["model"] = target.model
+    if size:
+        body["size"] = size
+    fields, passthrough, ignored = _split_extra(extra, target, OPENAI_IMAGE_FIELDS)
+    body.update(fields)
+    if "response_format" not in body and target.response_format and not target.rules.b64_only:
+        body["response_format"] = target.response_format
+    if target.diffusion:
+        body.update(_diffusion(request, diffusion_names, seeds))
+        body.update(passthrough)
+    else:
+        _reject_diffusion(request, (*diffusion_names, "seed"), target)
+        seeds = (None,) * n
+    effective = {"size": size} if size else {}
+    return body, Prepared(b"", "", n, seeds, ignored, effective)
+
+
+def image_generation(request: ImageGenerationRequest, target: Target) -> Prepared:
+    """JSON body of ``POST /images/generations``."""
+    body, prepared = _image_body(request, target, ("negative_prompt", "steps", "guidance_scale", "width", "height"))
+    prepared.content = json.dumps(body).encode()
+    prepared.content_type = "application/json"
+    return prepared
+
+
+def _file_part(name: str, data: bytes, stem: str) -> tuple[str, str, bytes, str]:
+    """(field, filename, bytes, real content type) for a multipart upload."""
+    mime = sniff_mime(data) or "application/octet-stream"
+    return name, f"{stem}{extension_for_mime(mime)}", data, mime
+
+
+def image_edit(request: ImageEditRequest, target: Target) -> Prepared:
+    """Multipart body of ``POST /images/edits`` (``image`` or ``image[]``, ``mask``)."""
+    images = [request.image, *request.reference_images]
+    if len(images) > 1 and not target.rules.multi_image:
+        raise InvalidRequestError(
+            f"model {target.model} edits a single image; remove reference_images.", param="reference_images"
+        )
+    if request.mask is not None and target.rules.known and "mask" not in target.rules.inputs:
+        raise InvalidRequestError(f"model {target.model} does not take a mask.", param="mask")
+    body, prepared = _image_body(
+        request, target, ("negative_prompt", "steps", "guidance_scale", "strength", "width", "height")
+    )
+    key = "image[]" if len(images) > 1 else "image"
+    files = [_file_part(key, data, f"image_{i}") for i, data in enumerate(images)]
+    if request.mask is not None:
+        files.append(_file_part("mask", request.mask, "mask"))
+    fields = [(k, _form_value(v)) for k, v in body.items()]
+    prepared.content_type, prepared.content = encode_multipart(fields, files)
+    return prepared
+
+
+def video(request: VideoRequest, target: Target, *, image: Optional[bytes], as_json: bool) -> Prepared:
+    """``POST /videos`` (multipart, ``input_reference``) or the synchronous JSON variant."""
+    extra = dict(request.extra)
+    _check_common(request, target, 1)
+    size = resolve_size(request, extra.get("size"), target)
+    body: dict[str, Any] = {}
+    if request.prompt is not None:
+        body["prompt"] = request.prompt
+    if target.model:
+        body["model"] = target.model
+    if size:
+        body["size"] = size
+    seconds = extra.get("seconds")
+    if seconds is not None:
+        spec = target.rules.params.get("seconds")
+        why = spec.violation(str(seconds)) if spec is not None else None
+        if why:
+            raise InvalidRequestError(f"{why} for model {target.model}.", param="seconds")
+        body["seconds"] = str(seconds)
+    fields, passthrough, ignored = _split_extra(extra, target, OPENAI_VIDEO_FIELDS)
+    body.update(fields)
+    seeds: tuple[Optional[int], ...] = (request.seed,)
+    names = ("negative_prompt", "num_frames", "fps", "steps", "guidance_scale", "width", "height")
+    if target.diffusion:
+        body.update(_diffusion(request, names, seeds))
+        body.update(passthrough)
+    else:
+        _reject_diffusion(request, (*names[:5], "seed"), target)
+        seeds = (None,)
+    prepared = Prepared(b"", "", 1, seeds, ignored, {"size": size} if size else {})
+    if as_json:
+        if image is not None:
+            mime = sniff_mime(image) or "application/octet-stream"
+            body["image"] = f"data:{mime};base64,{base64.b64encode(image).decode()}"
+        prepared.content, prepared.content_type = json.dumps(body).encode(), "application/json"
+    else:
+        files = [_file_part("input_reference", image, "reference")] if image is not None else []
+        form = [(k, _form_value(v)) for k, v in body.items()]
+        prepared.content_type, prepared.content = encode_multipart(form, files)
+    return prepared
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MediaItem:
+    """One entry of a ``data`` list: base64 bytes or a URL to download."""
+
+    b64: Optional[str] = None
+    url: Optional[str] = None
+    revised_prompt: Optional[str] = None
+    seed: Optional[int] = None
+
+
+def media_items(doc: Any, reply: Reply, *, n: int, what: str) -> list[MediaItem]:
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, list) or not data:
+        raise response_error(f"{what}: the response has no 'data' list.", reply)
+    if len(data) < n:
+        raise response_error(
+            f"{what}: asked for {n} outputs, the provider returned {len(data)}. If the server ignores 'n', "
+            "set max_batch=1 in the backend config.",
+            reply,
+        )
+    out = []
+    for i, entry in enumerate(data[:n]):
+        if not isinstance(entry, dict):
+            raise response_error(f"{what}: data[{i}] is not an object.", reply)
+        b64, url = entry.get("b64_json"), entry.get("url")
+        if not (isinstance(b64, str) and b64) and not (isinstance(url, str) and url):
+            raise response_error(f"{what}: data[{i}] has neither 'b64_json' nor 'url'.", reply)
+        seed = entry.get("seed")
+        revised = entry.get("revised_prompt")
+        out.append(
+            MediaItem(
+                b64=b64 if isinstance(b64, str) and b64 else None,
+                url=url if isinstance(url, str) and url else None,
+                revised_prompt=revised if isinstance(revised, str) else None,
+                seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
+            )
+        )
+    return out
+
+
+def decode_b64(value: str, *, what: str, reply: Optional[Reply], max_bytes: int) -> bytes:
+    """Decode base64 (a ``data:`` URL prefix and whitespace are accepted)."""
+    if value.startswith("data:"):
+        value = value.partition(",")[2]
+    value = "".join(value.split())
+    if len(value) * 3 // 4 > max_bytes:
+        raise response_error(f"{what}: the base64 payload is larger than max_download_bytes ({max_bytes}).", reply)
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise response_error(f"{what}: 'b64_json' is not valid base64.", reply) from exc
+
+
+def media_asset(
+    data: bytes,
+    *,
+    media_type: str,
+    declared_mime: Optional[str],
+    metadata: dict[str, Any],
+    what: str,
+    reply: Optional[Reply],
+) -> GeneratedAsset:
+    """A :class:`GeneratedAsset` whose MIME type is sniffed from the bytes."""
+    if not data:
+        raise response_error(f"{what}: the provider returned an empty {media_type}.", reply)
+    mime = sniff_mime(data)
+    declared = (declared_mime or "").split(";")[0].strip().lower()
+    if mime is None and declared.startswith(("image/", "video/")):
+        mime = declared
+    ok = mime is not None and (
+        mime.startswith("image/") if media_type == "image" else (mime.startswith("video/") or mime == "image/gif")
+    )
+    if not ok or mime is None:
+        raise response_error(
+            f"{what}: expected {media_type} bytes, got {mime or 'an unrecognised format'} "
+            f"(first bytes {data[:8]!r}).",
+            reply,
+        )
+    return GeneratedAsset(media_type=media_type, data=data, mime_type=mime, metadata=metadata)
+
+
+_JOB_STATUS = {
+    "queued": "queued",
+    "pending": "queued",
+    "submitted": "queued",
+    "in_progress": "in_progress",
+    "processing": "in_progress",
+    "running": "in_progress",
+    "started": "in_progress",
+    "completed": "completed",
+    "succeeded": "completed",
+    "success": "completed",
+    "failed": "failed",
+    "error": "failed",
+    "cancelled": "cancelled",
+    "canceled": "cancelled",
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """A video job as reported by ``POST /videos`` / ``GET /videos/{id}``."""
+
+    id: str
+    status: str  # queued | in_progress | completed | failed | cancelled
+    progress: Optional[float]
+    raw: dict[str, Any]
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in ("completed", "failed", "cancelled")
+
+    def error_text(self) -> str:
+        err = self.raw.get("error")
+        if isinstance(err, dict):
+            code, message = err.get("code"), err.get("message")
+            return ": ".join(str(x) for x in (code, message) if x) or json.dumps(err)
+        return str(err) if err else "no reason given"
+
+
+def parse_job(doc: Any, reply: Reply, *, what: str) -> Job:
+    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or not doc["id"]:
+        raise response_error(f"{what}: the response is not a video job (no 'id').", reply, doc)
+    raw_status = str(doc.get("status", "")).lower()
+    if not raw_status:
+        raise response_error(f"{what}: the video job has no 'status'.", reply, doc)
+    progress = doc.get("progress")
+    fraction = None
+    if isinstance(progress, (int, float)) and not isinstance(progress, bool):
+        fraction = min(1.0, max(0.0, float(progress) / 100.0))  # the OpenAI protocol reports 0-100
+    return Job(doc["id"], _JOB_STATUS.get(raw_status, "in_progress"), fraction, doc)
+
+
+# -- catalogs -----------------------------------------------------------------------------
+
+_TASK_ALIASES: dict[str, str] = {
+    **{t: t for t in TASKS},
+    **dict.fromkeys(
+        ("text-to-image", "t2i", "txt2img", "image_generation", "image-generation", "images/generations", "generations"),
+        "text_to_image",
+    ),
+    **dict.fromkeys(
+        ("image-to-image", "i2i", "img2img", "image_edit", "image-edit", "images/edits", "edits", "inpainting"),
+        "image_to_image",
+    ),
+    **dict.fromkeys(("upscale", "image-upscale", "super-resolution", "super_resolution"), "image_upscale"),
+    **dict.fromkeys(("text-to-video", "t2v", "video_generation", "video-generation", "videos"), "text_to_video"),
+    **dict.fromkeys(("image-to-video", "i2v"), "image_to_video"),
+    **dict.fromkeys(("multi-view-image", "multi_view"), "multi_view_image"),
+}
+_OPENAI_PREFIXES = (
+    ("gpt-image", ("text_to_image", "image_to_image")),
+    ("dall-e", ("text_to_image",)),
+    ("sora", ("text_to_video", "image_to_video")),
+)
+
+
+def declared_tasks(entry: Mapping[str, Any]) -> Optional[tuple[str, ...]]:
+    """Tasks an entry of ``/models`` declares (``capabilities``, ``tasks``, ``task``...)."""
+    found: list[str] = []
+    declared = False
+    for key in ("capabilities", "tasks", "task", "pipeline_tag"):
+        value = entry.get(key)
+        if isinstance(value, str):
+            value = [value]
+        elif isinstance(value, dict):
+            value = [k for k, v in value.items() if v]
+        if isinstance(value, list):
+            declared = True
+            found.extend(_TASK_ALIASES[v.lower()] for v in value if isinstance(v, str) and v.lower() in _TASK_ALIASES)
+    return tuple(sorted(set(found))) if declared else None
+
+
+def parse_models(
+    doc: Any,
+    reply: Reply,
+    *,
+    task: Optional[str],
+    registry: Optional[VisionModelCapabilitiesRegistry],
+    openai_target: bool,
+    what: str,
+) -> list[ProviderModelInfo]:
+    """``GET /models`` -> entries, filtered by ``task`` where the catalog says so.
+
+    An entry without declared tasks gets the registry's tasks when the registry knows
+    it; against the OpenAI API, unknown undeclared ids (chat models...) are left out of a
+    task-filtered listing, elsewhere they are kept (the server did not say).
+    """
+    data = doc.get("data") if isinstance(doc, dict) else doc
+    if not isinstance(data, list):
+        raise response_error(f"{what}: expected {{'data': [...]}}.", reply)
+    out = []
+    for entry in data:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not entry["id"]:
+            raise response_error(f"{what}: a catalog entry has no string 'id': {str(entry)[:100]!r}.", reply)
+        model_id: str = entry["id"]
+        tasks = declared_tasks(entry)
+        if tasks is None and registry is not None and model_id in registry:
+            tasks = tuple(sorted(registry.get(model_id).tasks))
+        if tasks is None and openai_target:
+            tasks = next((t for prefix, t in _OPENAI_PREFIXES if model_id.startswith(prefix)), ())
+        if task is not None and tasks is not None and task not in tasks:
+            continue
+        created = entry.get("created")
+        owned_by = entry.get("owned_by")
+        out.append(
+            ProviderModelInfo(
+                id=model_id,
+                object=str(entry["object"]) if entry.get("object") is not None else None,
+                created=created if isinstance(created, int) and not isinstance(created, bool) else None,
+                owned_by=str(owned_by) if owned_by is not None else None,
+                capabilities=tasks or (),
+                raw=dict(entry),
+            )
+        )
+    return out
