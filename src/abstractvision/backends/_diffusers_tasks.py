@@ -1,0 +1,344 @@
+"""The task recipes of the Diffusers backend: images (t2i, i2i, inpainting), upscaling, video.
+
+Each recipe takes the backend (for its loaded models, settings and lock), picks the task
+pipeline, builds the checked arguments, runs one pipeline call and turns the output into
+:class:`~abstractvision.GeneratedAsset` objects with their provenance metadata. Size rules
+are explicit: a width/height/frame count the pipeline would round is rejected with the
+nearest valid values, and an input image resized to fit is reported in the metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Optional, Union
+
+from ..errors import InvalidRequestError
+from ..types import (
+    GeneratedAsset,
+    ImageEditRequest,
+    ImageGenerationRequest,
+    ImageToVideoRequest,
+    ImageUpscaleRequest,
+    ProgressEvent,
+    VideoGenerationRequest,
+)
+
+__all__ = ["run_images", "run_upscale", "run_video"]
+
+logger = logging.getLogger("abstractvision.backends.huggingface_diffusers")
+
+_FAMILY_FPS = (
+    ("Wan", 16),
+    ("LTX", 24),
+    ("CogVideoX", 8),
+    ("HunyuanVideo", 24),
+    ("Mochi", 30),
+    ("Allegro", 15),
+)
+_DEFAULT_FPS = 16
+
+
+def run_images(
+    backend: Any,
+    task: str,
+    request: Union[ImageGenerationRequest, ImageEditRequest],
+    seeds: Sequence[Optional[int]],
+) -> list[GeneratedAsset]:
+    from ._diffusers_call import PipelineCall, decode_image, new_seed, png_bytes, run_pipeline
+    from ._diffusers_models import apply_loras, derive_pipeline, prepare_for_call
+
+    planned = tuple(new_seed() if s is None else int(s) for s in seeds)
+    backend._check_cancel(request, task)
+    with backend._lock:
+        entry, load_s = backend._model(backend._model_id(request.extra), task, request.on_progress)
+        backend._check_cancel(request, task)
+        backend._require_task(entry, task)
+        variant = "text2img"
+        if isinstance(request, ImageEditRequest):
+            if request.reference_images:
+                raise InvalidRequestError(
+                    "reference_images are not supported by the Diffusers backend.",
+                    param="reference_images",
+                )
+            variant = "inpaint" if request.mask is not None else "img2img"
+        pipe = derive_pipeline(entry, variant)
+        loras = apply_loras(
+            entry,
+            pipe,
+            request.lora_adapters,
+            backend._settings(),
+            max_adapters=backend.config.max_lora_adapters,
+        )
+        prepare_for_call(entry, pipe)
+        call = PipelineCall.build(pipe, task, planned, request.extra)
+        call.set("prompt", request.prompt)
+        call.set("negative_prompt", request.negative_prompt, public="negative_prompt")
+        call.set("num_inference_steps", request.steps, public="steps")
+        call.set("guidance_scale", request.guidance_scale, public="guidance_scale")
+        width, height, adjusted = request.width, request.height, None
+        _check_multiple(pipe, width, height)
+        if isinstance(request, ImageEditRequest):
+            image = decode_image(request.image)
+            mask = decode_image(request.mask, "L") if request.mask is not None else None
+            if width is None and height is None:
+                width, height = _fit_to_multiple(image.size, _size_multiple(pipe))
+            elif width is None or height is None:  # keep the input's aspect ratio
+                width, height = _fit_to_multiple(_scale_to(image.size, width, height), _size_multiple(pipe))
+            adjusted = [image.width, image.height] if (width, height) != image.size else None
+            if not call.accepts("width") and (width, height) != image.size:
+                # pipelines without width/height (SD img2img) would resize silently: do it here, on record
+                image = image.resize((width, height), _lanczos())
+                mask = mask.resize((width, height), _lanczos()) if mask is not None else None
+            call.set("image", image)
+            call.set("mask_image", mask, public="mask")
+            call.set("strength", request.strength, public="strength")
+        if call.accepts("width") or not isinstance(request, ImageEditRequest):
+            call.set("width", width, public="width")
+            call.set("height", height, public="height")
+        outcome = run_pipeline(
+            call, output_type="pil", on_progress=request.on_progress, cancel=request.cancel
+        )
+        images = list(outcome.output.images)
+    started = time.perf_counter()
+    encoded = [png_bytes(img) for img in images]
+    encode_s = time.perf_counter() - started
+    params: dict[str, Any] = {
+        "steps": call.effective("num_inference_steps"),
+        "guidance_scale": call.effective("guidance_scale"),
+        "width": images[0].width,
+        "height": images[0].height,
+    }
+    if isinstance(request, ImageEditRequest):
+        params["strength"] = call.effective("strength")
+        params["inpainting"] = request.mask is not None
+    if adjusted:
+        params["input_resized_from"] = adjusted
+        logger.info(
+            "Input image %sx%s resized to %sx%s for %s.", *adjusted, width, height, type(pipe).__name__
+        )
+    if len(planned) > 1:
+        params["num_images_per_prompt"] = len(planned)
+    params.update({k: v for k, v in request.extra.items() if k != "model_id"})
+    if loras:
+        params["lora_adapters"] = loras
+    timings = {"load_s": load_s, "inference_s": outcome.inference_s, "encode_s": encode_s}
+    return [
+        GeneratedAsset(
+            media_type="image",
+            data=data,
+            mime_type="image/png",
+            metadata=backend._metadata(
+                entry, pipe, task, seed, timings, parameters=dict(params), steps_run=outcome.steps_run
+            ),
+        )
+        for seed, data in zip(planned, encoded, strict=True)
+    ]
+
+
+def run_upscale(backend: Any, request: ImageUpscaleRequest, model_id: str) -> GeneratedAsset:
+    from ._diffusers_call import PipelineCall, decode_image, new_seed, png_bytes, run_pipeline
+
+    task = "image_upscale"
+    seed = new_seed() if request.seed is None else int(request.seed)
+    backend._check_cancel(request, task)
+    with backend._lock:
+        entry, load_s = backend._model(model_id, task, request.on_progress)
+        backend._require_task(entry, task)
+        pipe = entry.pipe
+        native = 2 if "Latent" in type(pipe).__name__ else int(getattr(pipe, "vae_scale_factor", 4))
+        if request.scale is not None and request.scale > native:
+            raise InvalidRequestError(
+                f"scale={request.scale:g} is larger than what {type(pipe).__name__} produces (x{native}).",
+                param="scale",
+            )
+        image = decode_image(request.image)
+        call = PipelineCall.build(
+            pipe, task, (seed,), {k: v for k, v in request.extra.items() if k != "upscaler_model_id"}
+        )
+        call.set("prompt", request.prompt or "")
+        call.set("negative_prompt", request.negative_prompt, public="negative_prompt")
+        call.set("image", image)
+        call.set("num_inference_steps", request.steps, public="steps")
+        call.set("guidance_scale", request.guidance_scale, public="guidance_scale")
+        outcome = run_pipeline(
+            call, output_type="pil", on_progress=request.on_progress, cancel=request.cancel
+        )
+        out = outcome.output.images[0]
+    started = time.perf_counter()
+    params: dict[str, Any] = {
+        "steps": call.effective("num_inference_steps"),
+        "guidance_scale": call.effective("guidance_scale"),
+    }
+    params["native_scale"] = native
+    if request.scale is not None and request.scale != native:
+        size = (round(image.width * request.scale), round(image.height * request.scale))
+        out = out.resize(size, _lanczos())
+        params["resampled_from"] = [image.width * native, image.height * native]
+    params.update(scale=request.scale or native, width=out.width, height=out.height)
+    data = png_bytes(out)
+    timings = {
+        "load_s": load_s,
+        "inference_s": outcome.inference_s,
+        "encode_s": time.perf_counter() - started,
+    }
+    meta = backend._metadata(entry, pipe, task, seed, timings, parameters=params, steps_run=outcome.steps_run)
+    return GeneratedAsset(media_type="image", data=data, mime_type="image/png", metadata=meta)
+
+
+def run_video(
+    backend: Any, task: str, request: Union[VideoGenerationRequest, ImageToVideoRequest]
+) -> GeneratedAsset:
+    from ._diffusers_call import PipelineCall, decode_image, new_seed, run_pipeline
+    from ._diffusers_models import apply_loras, derive_pipeline, prepare_for_call
+    from ._video_encode import encode_mp4
+
+    seed = new_seed() if request.seed is None else int(request.seed)
+    backend._check_cancel(request, task)
+    with backend._lock:
+        entry, load_s = backend._model(backend._model_id(request.extra), task, request.on_progress)
+        backend._check_cancel(request, task)
+        backend._require_task(entry, task)
+        variant = "native" if task == _native_video_task(entry.pipe) else task
+        pipe = derive_pipeline(entry, variant)
+        loras = apply_loras(
+            entry,
+            pipe,
+            request.lora_adapters,
+            backend._settings(),
+            max_adapters=backend.config.max_lora_adapters,
+        )
+        prepare_for_call(entry, pipe)
+        call = PipelineCall.build(pipe, task, (seed,), request.extra)
+        if isinstance(request, ImageToVideoRequest):
+            call.set("image", decode_image(request.image))
+        call.set("prompt", request.prompt)
+        call.set("negative_prompt", request.negative_prompt, public="negative_prompt")
+        call.set("num_inference_steps", request.steps, public="steps")
+        call.set("guidance_scale", request.guidance_scale, public="guidance_scale")
+        _check_video_shape(pipe, request.width, request.height, request.num_frames)
+        call.set("width", request.width, public="width")
+        call.set("height", request.height, public="height")
+        call.set("num_frames", request.num_frames, public="num_frames")
+        outcome = run_pipeline(
+            call,
+            output_type="np",
+            on_progress=request.on_progress,
+            cancel=request.cancel,
+            output_count_arg="num_videos_per_prompt",
+        )
+        frames = outcome.output.frames[0]
+    fps = request.fps or backend.config.video_fps or _family_fps(type(pipe).__name__)
+    if request.on_progress is not None:
+        request.on_progress(ProgressEvent(task=task, phase="encoding", message="encoding MP4 (H.264)"))
+    started = time.perf_counter()
+    video = encode_mp4(frames, fps=fps, crf=backend.config.video_crf)
+    encode_s = time.perf_counter() - started
+    params: dict[str, Any] = {
+        "steps": call.effective("num_inference_steps"),
+        "guidance_scale": call.effective("guidance_scale"),
+        "num_frames": video.num_frames,
+        "fps": fps,
+        "width": video.width,
+        "height": video.height,
+    }
+    params.update({k: v for k, v in request.extra.items() if k != "model_id"})
+    if loras:
+        params["lora_adapters"] = loras
+    timings = {"load_s": load_s, "inference_s": outcome.inference_s, "encode_s": encode_s}
+    meta = backend._metadata(
+        entry,
+        pipe,
+        task,
+        seed,
+        timings,
+        parameters=params,
+        steps_run=outcome.steps_run,
+        video={"codec": video.codec, "pix_fmt": video.pix_fmt, "duration_s": round(video.duration_s, 6)},
+    )
+    return GeneratedAsset(media_type="video", data=video.data, mime_type="video/mp4", metadata=meta)
+
+
+# -- size rules -------------------------------------------------------------------------------
+
+
+def _size_multiple(pipe: Any) -> int:
+    factor = int(getattr(pipe, "vae_scale_factor", 8) or 8)
+    return factor * 2 if getattr(pipe, "transformer", None) is not None else factor
+
+
+def _fit_to_multiple(size: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """``size`` rounded down to ``multiple`` (at least one multiple)."""
+    width, height = (max(multiple, (v // multiple) * multiple) for v in size)
+    return width, height
+
+
+def _scale_to(size: tuple[int, int], width: Optional[int], height: Optional[int]) -> tuple[int, int]:
+    if width is not None:
+        return width, max(1, round(size[1] * width / size[0]))
+    assert height is not None
+    return max(1, round(size[0] * height / size[1])), height
+
+
+def _lanczos() -> Any:
+    from PIL import Image
+
+    return Image.Resampling.LANCZOS
+
+
+def _check_multiple(pipe: Any, width: Optional[int], height: Optional[int]) -> None:
+    multiple = _size_multiple(pipe)
+    for name, value in (("width", width), ("height", height)):
+        if value is not None and value % multiple:
+            raise InvalidRequestError(
+                f"{name}={value} must be a multiple of {multiple} for {type(pipe).__name__} "
+                f"(for example {max(multiple, value // multiple * multiple)}).",
+                param=name,
+            )
+
+
+def _check_video_shape(
+    pipe: Any, width: Optional[int], height: Optional[int], num_frames: Optional[int]
+) -> None:
+    temporal = getattr(pipe, "vae_scale_factor_temporal", None) or getattr(
+        pipe, "vae_temporal_compression_ratio", None
+    )
+    if num_frames is not None and isinstance(temporal, int) and temporal > 1 and (num_frames - 1) % temporal:
+        lower = (num_frames - 1) // temporal * temporal + 1
+        raise InvalidRequestError(
+            f"num_frames={num_frames} does not fit {type(pipe).__name__}: it needs num_frames = {temporal}k+1 "
+            f"(for example {lower} or {lower + temporal}).",
+            param="num_frames",
+        )
+    spatial = getattr(pipe, "vae_scale_factor_spatial", None) or getattr(
+        pipe, "vae_spatial_compression_ratio", None
+    )
+    if not isinstance(spatial, int):
+        return
+    patch = getattr(getattr(getattr(pipe, "transformer", None), "config", None), "patch_size", 1) or 1
+    multiple = spatial * (patch[-1] if isinstance(patch, (list, tuple)) else int(patch))
+    for name, value in (("width", width), ("height", height)):
+        if value is not None and value % multiple:
+            raise InvalidRequestError(
+                f"{name}={value} must be a multiple of {multiple} for {type(pipe).__name__}.", param=name
+            )
+
+
+def _native_video_task(pipe: Any) -> str:
+    from ._diffusers_runtime import classify_pipeline
+
+    tasks = classify_pipeline(type(pipe).__name__).tasks or ()
+    name = type(pipe).__name__
+    if "image_to_video" in tasks and any(
+        m in name for m in ("ImageToVideo", "I2V", "StableVideoDiffusion", "ConsisID")
+    ):
+        return "image_to_video"
+    return "text_to_video"
+
+
+def _family_fps(class_name: str) -> int:
+    for prefix, fps in _FAMILY_FPS:
+        if class_name.startswith(prefix):
+            return fps
+    return _DEFAULT_FPS
