@@ -77,8 +77,12 @@ class Context:
 
     def deadline(self, request: Any, what: str) -> Deadline:
         seconds = request.extra.get("deadline_s", self.deadline_s)
-        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0):
-            raise InvalidRequestError("extra 'deadline_s' must be a positive number of seconds.", param="deadline_s")
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0
+        ):
+            raise InvalidRequestError(
+                "extra 'deadline_s' must be a positive number of seconds.", param="deadline_s"
+            )
         return Deadline(seconds, what=what)
 
 
@@ -99,7 +103,9 @@ def _materialize(
         declared = url[5:].partition(";")[0] or None
         return payloads.decode_b64(url, what=what, reply=reply, max_bytes=ctx.wire.max_bytes), declared, {}
     started = time.monotonic()
-    got = yield from fetch_url(ctx.wire, url, deadline=deadline, what=f"download of the {what} output", cancel=cancel)
+    got = yield from fetch_url(
+        ctx.wire, url, deadline=deadline, what=f"download of the {what} output", cancel=cancel
+    )
     return got.content, got.headers.get("content-type"), {"download_s": round(time.monotonic() - started, 6)}
 
 
@@ -184,7 +190,9 @@ def images(ctx: Context, request: ImageRequest, task: str) -> Flow[list[Generate
         )
         declared = declared or (f"image/{fmt}" if isinstance(fmt, str) else None)
         assets.append(
-            payloads.media_asset(data, media_type="image", declared_mime=declared, metadata=meta, what=what, reply=reply)
+            payloads.media_asset(
+                data, media_type="image", declared_mime=declared, metadata=meta, what=what, reply=reply
+            )
         )
     return assets
 
@@ -199,7 +207,9 @@ def video(ctx: Context, request: Any, task: str, image: Optional[bytes]) -> Flow
     path = ctx.paths.video_sync if as_json else ctx.paths.videos
     what = f"POST {path}"
     started = time.monotonic()
-    _emit(request, task, "submitting", message="creating the job" if not as_json else "waiting for the provider")
+    _emit(
+        request, task, "submitting", message="creating the job" if not as_json else "waiting for the provider"
+    )
     reply = yield from send(
         ctx.wire,
         "POST",
@@ -219,15 +229,34 @@ def video(ctx: Context, request: Any, task: str, image: Optional[bytes]) -> Flow
     content_path = f"{_job_path(ctx, job.id)}/content"
     t_download = time.monotonic()
     got = yield from send(
-        ctx.wire, "GET", content_path, deadline=deadline, what=f"GET {ctx.paths.videos}/{{id}}/content", cancel=request.cancel
+        ctx.wire,
+        "GET",
+        content_path,
+        deadline=deadline,
+        what=f"GET {ctx.paths.videos}/{{id}}/content",
+        cancel=request.cancel,
     )
     timings = {"inference_s": inference_s, "download_s": round(time.monotonic() - t_download, 6)}
     meta = _metadata(
-        seed=prepared.seeds[0], provider_seed=None, model=model, reply=got, timings=timings, prepared=prepared, source="job"
+        seed=prepared.seeds[0],
+        provider_seed=None,
+        model=model,
+        reply=got,
+        timings=timings,
+        prepared=prepared,
+        source="job",
     )
-    meta["provider"] = {"video_id": job.id, **{k: job.raw[k] for k in ("seconds", "size", "model") if k in job.raw}}
+    meta["provider"] = {
+        "video_id": job.id,
+        **{k: job.raw[k] for k in ("seconds", "size", "model") if k in job.raw},
+    }
     return payloads.media_asset(
-        got.content, media_type="video", declared_mime=got.headers.get("content-type"), metadata=meta, what=what, reply=got
+        got.content,
+        media_type="video",
+        declared_mime=got.headers.get("content-type"),
+        metadata=meta,
+        what=what,
+        reply=got,
     )
 
 
@@ -266,7 +295,9 @@ def _sync_video(
         item=item,
         doc=doc,
     )
-    return payloads.media_asset(data, media_type="video", declared_mime=declared, metadata=meta, what=what, reply=reply)
+    return payloads.media_asset(
+        data, media_type="video", declared_mime=declared, metadata=meta, what=what, reply=reply
+    )
 
 
 def _job_path(ctx: Context, job_id: str) -> str:
@@ -301,7 +332,9 @@ def _wait_for_job(
                 raise deadline.error()
             yield Sleep(min(ctx.poll_interval_s if hint is None else hint, remaining), request.cancel)
             check_cancel(request.cancel, f"{task} job {job.id}")
-            reply = yield from send(ctx.wire, "GET", job_path, deadline=deadline, what=what, cancel=request.cancel)
+            reply = yield from send(
+                ctx.wire, "GET", job_path, deadline=deadline, what=what, cancel=request.cancel
+            )
             job = payloads.parse_job(parse_json(reply, what=what, secrets=ctx.wire.secrets), reply, what=what)
     except GeneratorExit:
         raise
@@ -316,7 +349,12 @@ def _cancel_job(ctx: Context, job_path: str) -> Flow[None]:
     what = f"DELETE {ctx.paths.videos}/{{id}}"
     try:
         yield from send(
-            ctx.wire, "DELETE", job_path, deadline=Deadline(min(5.0, ctx.wire.timeout_s), what=what), what=what, max_retries=0
+            ctx.wire,
+            "DELETE",
+            job_path,
+            deadline=Deadline(min(5.0, ctx.wire.timeout_s), what=what),
+            what=what,
+            max_retries=0,
         )
     except (ProviderError, GenerationTimeoutError) as exc:
         log.info("%s: could not cancel the remote job: %s", what, exc)
@@ -327,7 +365,9 @@ def models(ctx: Context, task: Optional[str]) -> Flow[list[ProviderModelInfo]]:
     if task is not None and task not in TASKS:
         raise InvalidRequestError(f"Unknown task {task!r}. Known tasks: {', '.join(TASKS)}.", param="task")
     what = f"GET {ctx.paths.models}"
-    reply = yield from send(ctx.wire, "GET", ctx.paths.models, deadline=Deadline(ctx.deadline_s, what="model listing"), what=what)
+    reply = yield from send(
+        ctx.wire, "GET", ctx.paths.models, deadline=Deadline(ctx.deadline_s, what="model listing"), what=what
+    )
     doc = parse_json(reply, what=what, secrets=ctx.wire.secrets)
     return payloads.parse_models(
         doc, reply, task=task, registry=ctx.registry(), openai_target=ctx.openai_target, what=what

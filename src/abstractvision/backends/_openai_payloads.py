@@ -84,7 +84,9 @@ class ModelRules:
         return self.family == "gpt-image"
 
 
-def model_rules(registry: Optional[VisionModelCapabilitiesRegistry], model: Optional[str], task: str) -> ModelRules:
+def model_rules(
+    registry: Optional[VisionModelCapabilitiesRegistry], model: Optional[str], task: str
+) -> ModelRules:
     if not model or registry is None or model not in registry:
         return ModelRules(model=model)
     spec = registry.get(model)
@@ -136,7 +138,9 @@ def resolve_size(request: Any, extra_size: Any, target: Target) -> Optional[str]
     if width is not None and height is not None:
         derived = f"{width}x{height}"
         if size is not None and size != derived:
-            raise InvalidRequestError(f"extra size={size!r} contradicts width x height = {derived}.", param="size")
+            raise InvalidRequestError(
+                f"extra size={size!r} contradicts width x height = {derived}.", param="size"
+            )
         size = derived
     elif (width is not None or height is not None) and not target.diffusion:
         raise InvalidRequestError(
@@ -146,7 +150,8 @@ def resolve_size(request: Any, extra_size: Any, target: Target) -> Optional[str]
     sizes = target.rules.sizes
     if size is not None and sizes is not None and size not in sizes:
         raise InvalidRequestError(
-            f"size {size} is not valid for model {target.model}; valid sizes: {', '.join(sizes)}.", param="size"
+            f"size {size} is not valid for model {target.model}; valid sizes: {', '.join(sizes)}.",
+            param="size",
         )
     return size
 
@@ -159,10 +164,14 @@ def _check_common(request: Any, target: Target, n: int) -> None:
         )
     for key in _UNSUPPORTED_EXTRA:
         if request.extra.get(key):
-            raise InvalidRequestError(f"extra {key!r} (streaming) is not supported by this backend.", param=key)
+            raise InvalidRequestError(
+                f"extra {key!r} (streaming) is not supported by this backend.", param=key
+            )
     max_n = target.rules.max_n
     if max_n is not None and n > max_n:
-        raise InvalidRequestError(f"model {target.model} returns at most n={max_n} per request, got {n}.", param="n")
+        raise InvalidRequestError(
+            f"model {target.model} returns at most n={max_n} per request, got {n}.", param="n"
+        )
 
 
 def _reject_diffusion(request: Any, names: tuple[str, ...], target: Target) -> None:
@@ -177,7 +186,9 @@ def _reject_diffusion(request: Any, names: tuple[str, ...], target: Target) -> N
         )
 
 
-def _split_extra(extra: dict[str, Any], target: Target, allowed: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+def _split_extra(
+    extra: dict[str, Any], target: Target, allowed: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """(OpenAI fields, keys passed through, keys ignored) from a copy of ``extra``."""
     fields = {k: extra.pop(k) for k in allowed if extra.get(k) is not None}
     for key, value in fields.items():
@@ -236,7 +247,8 @@ def _image_body(
         body.update(_diffusion(request, diffusion_names, seeds))
         body.update(passthrough)
     else:
-        _reject_diffusion(request, (*diffusion_names, "seed"), target)
+        sized = ("width", "height")  # these became `size`
+        _reject_diffusion(request, (*(k for k in diffusion_names if k not in sized), "seed"), target)
         seeds = (None,) * n
     effective = {"size": size} if size else {}
     return body, Prepared(b"", "", n, seeds, ignored, effective)
@@ -244,7 +256,9 @@ def _image_body(
 
 def image_generation(request: ImageGenerationRequest, target: Target) -> Prepared:
     """JSON body of ``POST /images/generations``."""
-    body, prepared = _image_body(request, target, ("negative_prompt", "steps", "guidance_scale", "width", "height"))
+    body, prepared = _image_body(
+        request, target, ("negative_prompt", "steps", "guidance_scale", "width", "height")
+    )
     prepared.content = json.dumps(body).encode()
     prepared.content_type = "application/json"
     return prepared
@@ -368,7 +382,9 @@ def decode_b64(value: str, *, what: str, reply: Optional[Reply], max_bytes: int)
         value = value.partition(",")[2]
     value = "".join(value.split())
     if len(value) * 3 // 4 > max_bytes:
-        raise response_error(f"{what}: the base64 payload is larger than max_download_bytes ({max_bytes}).", reply)
+        raise response_error(
+            f"{what}: the base64 payload is larger than max_download_bytes ({max_bytes}).", reply
+        )
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -392,7 +408,9 @@ def media_asset(
     if mime is None and declared.startswith(("image/", "video/")):
         mime = declared
     ok = mime is not None and (
-        mime.startswith("image/") if media_type == "image" else (mime.startswith("video/") or mime == "image/gif")
+        mime.startswith("image/")
+        if media_type == "image"
+        else (mime.startswith("video/") or mime == "image/gif")
     )
     if not ok or mime is None:
         raise response_error(
@@ -460,15 +478,34 @@ def parse_job(doc: Any, reply: Reply, *, what: str) -> Job:
 _TASK_ALIASES: dict[str, str] = {
     **{t: t for t in TASKS},
     **dict.fromkeys(
-        ("text-to-image", "t2i", "txt2img", "image_generation", "image-generation", "images/generations", "generations"),
+        (
+            "text-to-image",
+            "t2i",
+            "txt2img",
+            "image_generation",
+            "image-generation",
+            "images/generations",
+            "generations",
+        ),
         "text_to_image",
     ),
     **dict.fromkeys(
-        ("image-to-image", "i2i", "img2img", "image_edit", "image-edit", "images/edits", "edits", "inpainting"),
+        (
+            "image-to-image",
+            "i2i",
+            "img2img",
+            "image_edit",
+            "image-edit",
+            "images/edits",
+            "edits",
+            "inpainting",
+        ),
         "image_to_image",
     ),
     **dict.fromkeys(("upscale", "image-upscale", "super-resolution", "super_resolution"), "image_upscale"),
-    **dict.fromkeys(("text-to-video", "t2v", "video_generation", "video-generation", "videos"), "text_to_video"),
+    **dict.fromkeys(
+        ("text-to-video", "t2v", "video_generation", "video-generation", "videos"), "text_to_video"
+    ),
     **dict.fromkeys(("image-to-video", "i2v"), "image_to_video"),
     **dict.fromkeys(("multi-view-image", "multi_view"), "multi_view_image"),
 }
@@ -491,7 +528,9 @@ def declared_tasks(entry: Mapping[str, Any]) -> Optional[tuple[str, ...]]:
             value = [k for k, v in value.items() if v]
         if isinstance(value, list):
             declared = True
-            found.extend(_TASK_ALIASES[v.lower()] for v in value if isinstance(v, str) and v.lower() in _TASK_ALIASES)
+            found.extend(
+                _TASK_ALIASES[v.lower()] for v in value if isinstance(v, str) and v.lower() in _TASK_ALIASES
+            )
     return tuple(sorted(set(found))) if declared else None
 
 

@@ -126,7 +126,9 @@ class BodyReader:
             raise BodyTooLarge(self.action.max_bytes)
         self.chunks.append(chunk)
         if self.action.deadline_at is not None and time.monotonic() > self.action.deadline_at:
-            raise httpx.ReadTimeout("the overall deadline passed while reading the body", request=self.request)
+            raise httpx.ReadTimeout(
+                "the overall deadline passed while reading the body", request=self.request
+            )
 
     def body(self) -> bytes:
         return b"".join(self.chunks)
@@ -298,7 +300,9 @@ def error_from_reply(reply: Reply, *, what: str, secrets: Sequence[str]) -> Prov
     else:
         cls = error_for_status(reply.status) if reply.status >= 400 else ProviderResponseError
         rid = f" (request id {reply.request_id})" if reply.request_id else ""
-        message = f"{what} failed with HTTP {reply.status}: {provider_message(body)}{rid}.{_HINTS.get(cls, '')}"
+        message = (
+            f"{what} failed with HTTP {reply.status}: {provider_message(body)}{rid}.{_HINTS.get(cls, '')}"
+        )
     error = cls(redact(message, secrets), status_code=reply.status, body=body, request_id=reply.request_id)
     if isinstance(error, ProviderRateLimitError):
         error.retry_after = parse_retry_after(reply.headers)
@@ -341,7 +345,7 @@ def encode_multipart(
     for name, filename, data, content_type in files:
         out.append(
             (
-                f"--{boundary}\r\nContent-Disposition: form-data; name=\"{_quote(name)}\"; "
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{_quote(name)}"; '
                 f'filename="{_quote(filename)}"\r\nContent-Type: {content_type}\r\n\r\n'
             ).encode()
         )
@@ -389,16 +393,22 @@ def send(
         try:
             reply = yield action
         except BodyTooLarge as exc:
-            raise ProviderResponseError(f"{what}: the response is too large ({exc}); see max_download_bytes.") from exc
+            raise ProviderResponseError(
+                f"{what}: the response is too large ({exc}); see max_download_bytes."
+            ) from exc
         except TruncatedBody as exc:
-            error: ProviderError = ProviderResponseError(f"{what}: the response body was truncated ({wire.redact(str(exc))}).")
+            error: ProviderError = ProviderResponseError(
+                f"{what}: the response body was truncated ({wire.redact(str(exc))})."
+            )
             cause, retryable = exc, True
         except httpx.TimeoutException as exc:
             if deadline.expired():
                 raise deadline.error() from exc
             kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
             limit = action.connect_timeout_s if kind == "connect" else action.read_timeout_s
-            error = ProviderTimeoutError(f"{what}: {kind} timeout after {limit:g} s (timeout_s / connect_timeout_s).")
+            error = ProviderTimeoutError(
+                f"{what}: {kind} timeout after {limit:g} s (timeout_s / connect_timeout_s)."
+            )
             cause, retryable = exc, isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
         except httpx.DecodingError as exc:
             raise ProviderResponseError(f"{what}: the response body could not be decoded ({exc}).") from exc

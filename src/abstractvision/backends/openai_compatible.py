@@ -152,11 +152,15 @@ class OpenAICompatibleBackendConfig:
         if self.backoff_base_s < 0 or self.backoff_max_s < 0 or self.max_retry_after_s < 0:
             raise InvalidRequestError("backoff settings must be >= 0.", param="backoff_base_s")
         if self.video_mode not in VIDEO_MODES:
-            raise InvalidRequestError(f"video_mode must be one of {VIDEO_MODES}, got {self.video_mode!r}.", param="video_mode")
+            raise InvalidRequestError(
+                f"video_mode must be one of {VIDEO_MODES}, got {self.video_mode!r}.", param="video_mode"
+            )
         if not isinstance(self.max_batch, int) or self.max_batch < 1:
             raise InvalidRequestError("max_batch must be an integer >= 1.", param="max_batch")
         if not isinstance(self.max_download_bytes, int) or self.max_download_bytes < 1:
-            raise InvalidRequestError("max_download_bytes must be a positive integer.", param="max_download_bytes")
+            raise InvalidRequestError(
+                "max_download_bytes must be a positive integer.", param="max_download_bytes"
+            )
         if isinstance(self.allowed_download_hosts, str):
             object.__setattr__(self, "allowed_download_hosts", (self.allowed_download_hosts,))
         object.__setattr__(self, "allowed_download_hosts", tuple(self.allowed_download_hosts))
@@ -209,7 +213,9 @@ def _wire(config: OpenAICompatibleBackendConfig) -> Wire:
         secrets=tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)),
         connect_timeout_s=config.connect_timeout_s,
         timeout_s=config.timeout_s,
-        retry=RetryPolicy(config.max_retries, config.backoff_base_s, config.backoff_max_s, config.max_retry_after_s),
+        retry=RetryPolicy(
+            config.max_retries, config.backoff_base_s, config.backoff_max_s, config.max_retry_after_s
+        ),
         max_bytes=config.max_download_bytes,
         allowed_hosts=config.allowed_download_hosts,
     )
@@ -270,7 +276,11 @@ class OpenAICompatibleVisionBackend(VisionBackend):
         self._ctx = flows.Context(
             wire=_wire(config),
             paths=flows.Paths(
-                config.generations_path, config.edits_path, config.models_path, config.videos_path, config.video_sync_path
+                config.generations_path,
+                config.edits_path,
+                config.models_path,
+                config.videos_path,
+                config.video_sync_path,
             ),
             image_model=config.model_id,
             video_model=config.video_model_id or config.model_id,
@@ -295,7 +305,11 @@ class OpenAICompatibleVisionBackend(VisionBackend):
     # -- introspection ----------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"backend": self.name, "model": self.config.model_id, "base_url": self.config.public_base_url}
+        out: dict[str, Any] = {
+            "backend": self.name,
+            "model": self.config.model_id,
+            "base_url": self.config.public_base_url,
+        }
         if self.config.video_model_id:
             out["video_model"] = self.config.video_model_id
         return out
@@ -397,7 +411,9 @@ class OpenAICompatibleVisionBackend(VisionBackend):
 
     def _sync_client(self) -> httpx.Client:
         with self._lock:
-            if self._client is None or (self._client.is_closed and self._client is not self.config.http_client):
+            if self._client is None or (
+                self._client.is_closed and self._client is not self.config.http_client
+            ):
                 self._client = httpx.Client(follow_redirects=False, timeout=self._default_timeout())
             return self._client
 
@@ -424,7 +440,11 @@ class OpenAICompatibleVisionBackend(VisionBackend):
     def _send(self, action: HttpRequest) -> Reply:
         client = self._sync_client()
         request = client.build_request(
-            action.method, action.url, headers=dict(action.headers), content=action.content, timeout=action.timeout()
+            action.method,
+            action.url,
+            headers=dict(action.headers),
+            content=action.content,
+            timeout=action.timeout(),
         )
         started = time.monotonic()
         response = client.send(request, stream=True, follow_redirects=False)
@@ -439,7 +459,13 @@ class OpenAICompatibleVisionBackend(VisionBackend):
                 raise TruncatedBody(str(exc)) from exc
         finally:
             response.close()
-        return Reply(response.status_code, response.headers, reader.body(), str(response.url), time.monotonic() - started)
+        return Reply(
+            response.status_code,
+            response.headers,
+            reader.body(),
+            str(response.url),
+            time.monotonic() - started,
+        )
 
     # -- async transport --------------------------------------------------------------
 
@@ -474,7 +500,11 @@ class OpenAICompatibleVisionBackend(VisionBackend):
     async def _asend(self, action: HttpRequest) -> Reply:
         client = self._async_client()
         request = client.build_request(
-            action.method, action.url, headers=dict(action.headers), content=action.content, timeout=action.timeout()
+            action.method,
+            action.url,
+            headers=dict(action.headers),
+            content=action.content,
+            timeout=action.timeout(),
         )
         started = time.monotonic()
         response = await client.send(request, stream=True, follow_redirects=False)
@@ -489,13 +519,19 @@ class OpenAICompatibleVisionBackend(VisionBackend):
                 raise TruncatedBody(str(exc)) from exc
         finally:
             await response.aclose()
-        return Reply(response.status_code, response.headers, reader.body(), str(response.url), time.monotonic() - started)
+        return Reply(
+            response.status_code,
+            response.headers,
+            reader.body(),
+            str(response.url),
+            time.monotonic() - started,
+        )
 
 
 def _single(request: Any) -> Any:
     if request.n != 1:
         raise InvalidRequestError(
-            f"n={request.n}: single-output methods take n=1; use the *_batch method for several outputs.", param="n"
+            f"n={request.n}: single-output methods take n=1; use the *_batch method for several outputs.",
+            param="n",
         )
     return request
-
