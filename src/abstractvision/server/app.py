@@ -1,0 +1,205 @@
+"""The application factory and the whole route list, in one place.
+
+``create_app(backend)`` serves one backend (or a manager, or ``{model name: backend}``)
+over HTTP: the OpenAI-compatible routes, the job API with server-sent events, the artifacts
+this server produced, ``/healthz``, ``/openapi.json`` and the playground page at ``/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Optional
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..artifacts import LocalAssetStore
+from . import job_routes as jobs_api
+from . import openai_routes as openai_api
+from .artifacts import ArtifactIndex
+from .errors import APIError, error_from_exception
+from .options import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IMAGE_PIXELS, ServerOptions
+from .security import GuardMiddleware
+from .state import ServerState, engines_from_target
+
+__all__ = ["ROUTES", "create_app"]
+
+_ID = "{job_id}"
+
+#: Every route of the server. ``/openapi.json`` documents exactly these (a test checks it).
+ROUTES: list[Any] = [
+    Route("/", jobs_api.playground, methods=["GET"]),
+    Route("/healthz", jobs_api.healthz, methods=["GET"]),
+    Route("/openapi.json", jobs_api.openapi_json, methods=["GET"]),
+    # OpenAI-compatible
+    Route("/v1/models", openai_api.list_models, methods=["GET"]),
+    Route("/v1/models/{model_id:path}", openai_api.get_model, methods=["GET"]),
+    Route("/v1/images/generations", openai_api.generate_images, methods=["POST"]),
+    Route("/v1/images/edits", openai_api.edit_images, methods=["POST"]),
+    Route("/v1/videos", openai_api.create_video, methods=["POST"]),
+    Route("/v1/videos", openai_api.list_videos, methods=["GET"]),
+    Route("/v1/videos/{video_id}", openai_api.get_video, methods=["GET"]),
+    Route("/v1/videos/{video_id}", openai_api.delete_video, methods=["DELETE"]),
+    Route("/v1/videos/{video_id}/content", openai_api.get_video_content, methods=["GET"]),
+    # jobs: every task, progress as server-sent events
+    Route("/v1/jobs", jobs_api.create_job, methods=["POST"]),
+    Route("/v1/jobs", jobs_api.list_jobs, methods=["GET"]),
+    Route(f"/v1/jobs/{_ID}", jobs_api.get_job, methods=["GET"]),
+    Route(f"/v1/jobs/{_ID}", jobs_api.delete_job, methods=["DELETE"]),
+    Route(f"/v1/jobs/{_ID}/events", jobs_api.job_events, methods=["GET"]),
+    Route(f"/v1/jobs/{_ID}/cancel", jobs_api.cancel_job, methods=["POST"]),
+    # results
+    Route("/v1/artifacts", jobs_api.list_artifacts, methods=["GET"]),
+    Route("/v1/artifacts/{artifact_id}", jobs_api.get_artifact, methods=["GET"]),
+    # playground assets (package data)
+    Mount("/playground", StaticFiles(packages=[("abstractvision", "playground")]), name="playground"),
+]
+
+
+def create_app(
+    target: Any,
+    *,
+    api_key: Optional[str] = None,
+    cors_origins: Sequence[str] = (),
+    workers: int = 1,
+    queue_size: int = 16,
+    job_ttl_s: float = 3600.0,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    store: Any = None,
+    model_name: Optional[str] = None,
+    on_shutdown: Sequence[Callable[[], Any]] = (),
+    **options: Any,
+) -> Starlette:
+    """Build the ASGI app serving ``target``.
+
+    Args:
+        target: a :class:`~abstractvision.backends.VisionBackend`, a
+            :class:`~abstractvision.VisionManager` / ``AsyncVisionManager`` (its registry
+            gating is kept), or a mapping ``{model name: backend or manager}`` to serve
+            several models, each with its own queue and workers.
+        api_key: require ``Authorization: Bearer <api_key>`` on every API route.
+        cors_origins: browser origins allowed by CORS (off when empty).
+        workers: engine calls at the same time, per served model.
+        queue_size: waiting jobs per served model before 429.
+        job_ttl_s: how long finished jobs stay retrievable.
+        max_body_bytes: request body limit (413).
+        max_image_pixels: uploaded image limit in pixels (413).
+        store: a :class:`~abstractvision.artifacts.MediaStore` for results; default: the
+            given manager's store, else a temporary directory removed at shutdown.
+        model_name: the served model id (default: the backend's ``describe()["model"]``).
+        on_shutdown: callables run when the app stops (after the workers).
+        **options: any other :class:`~abstractvision.server.options.ServerOptions` field
+            (``coalesce``, ``max_n``, ``allowed_extra_keys``, ``public_url``...).
+    """
+    opts = ServerOptions(
+        api_key=api_key,
+        cors_origins=tuple(cors_origins),
+        workers=workers,
+        queue_size=queue_size,
+        job_ttl_s=job_ttl_s,
+        max_body_bytes=max_body_bytes,
+        max_image_pixels=max_image_pixels,
+        **options,
+    )
+    engines, manager_store = engines_from_target(target, model_name)
+    cleanups: list[Callable[[], Any]] = []
+    if store is None:
+        store = manager_store
+    if store is None:
+        tmp = tempfile.mkdtemp(prefix="abstractvision-server-")
+        store = LocalAssetStore(tmp)
+        cleanups.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
+    state = ServerState(engines, opts=opts, artifacts=ArtifactIndex(store))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for engine in state.engines.values():
+            assert engine.runner is not None
+            if not engine.runner._tasks:
+                engine.runner.start()
+        janitor = asyncio.get_running_loop().create_task(_janitor(state))
+        try:
+            yield
+        finally:
+            janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await janitor
+            for engine in state.engines.values():
+                assert engine.runner is not None
+                await engine.runner.stop()
+            for fn in [*on_shutdown, *cleanups]:
+                with contextlib.suppress(Exception):
+                    fn()
+
+    middleware = []
+    if opts.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(opts.cors_origins),
+                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+                expose_headers=["Retry-After", "X-Job-Id", "Location"],
+            )
+        )
+    middleware.append(Middleware(GuardMiddleware, api_key=opts.api_key, max_body_bytes=opts.max_body_bytes))
+
+    app = Starlette(
+        routes=ROUTES,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={APIError: _api_error, HTTPException: _http_error, Exception: _unexpected},
+    )
+    app.state.av = state
+    return app
+
+
+async def _janitor(state: ServerState) -> None:
+    period = max(0.5, min(60.0, state.opts.job_ttl_s / 2))
+    while True:
+        await asyncio.sleep(period)
+        state.jobs.sweep()
+
+
+def _json_error(request: Request, error: APIError) -> Response:
+    state: ServerState = request.app.state.av
+    return JSONResponse(error.body(state.redact), status_code=error.status, headers=error.headers or None)
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return _json_error(request, exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        error = APIError(404, f"No route {request.method} {request.url.path[:200]}.", code="not_found")
+    elif exc.status_code == 405:
+        error = APIError(
+            405,
+            f"Method {request.method} is not allowed on {request.url.path[:200]}.",
+            code="method_not_allowed",
+        )
+    else:
+        error = APIError(exc.status_code, str(exc.detail), code="http_error")
+    response = _json_error(request, error)
+    for key, value in (exc.headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    return _json_error(request, error_from_exception(exc))

@@ -1,0 +1,419 @@
+"""The OpenAI-compatible routes: images, models and the video job protocol.
+
+``POST /v1/images/generations`` and ``/v1/images/edits`` answer synchronously (the job runs
+through the same queue; a client that disconnects cancels it). Videos follow OpenAI's job
+protocol: ``POST /v1/videos`` answers at once with a ``video`` object to poll, and
+``GET /v1/videos/{id}/content`` serves the bytes once completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+from typing import Any, Optional
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from .._fileio import extension_for_mime
+from .errors import APIError, bad_request
+from .jobs import Job
+from .params import (
+    CallSpec,
+    check_image_bytes,
+    coerce_form,
+    decode_image_input,
+    parse_size,
+    read_form,
+    read_json,
+    validate_body,
+)
+from .state import ServerState
+
+__all__ = [
+    "create_video",
+    "delete_video",
+    "edit_images",
+    "generate_images",
+    "get_model",
+    "get_video",
+    "get_video_content",
+    "list_models",
+    "list_videos",
+]
+
+DEFAULT_VIDEO_FPS = 8
+_DIFFUSION_KEYS = ("negative_prompt", "seed", "steps", "guidance_scale")
+
+
+def state_of(request: Request) -> ServerState:
+    state: ServerState = request.app.state.av
+    return state
+
+
+def url_base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _summary(params: dict[str, Any], **more: Any) -> dict[str, Any]:
+    out = {k: v for k, v in params.items() if not isinstance(v, (bytes, tuple))}
+    for key in ("image", "mask"):
+        if isinstance(params.get(key), bytes):
+            out[key] = f"<{len(params[key])} bytes>"
+    if params.get("reference_images"):
+        out["reference_images"] = f"<{len(params['reference_images'])} images>"
+    out.update({k: v for k, v in more.items() if v is not None})
+    return out
+
+
+def _common_params(body: dict[str, Any], opts: Any) -> dict[str, Any]:
+    width, height = parse_size(body.get("size"), body.get("width"), body.get("height"), opts)
+    params: dict[str, Any] = {k: body[k] for k in _DIFFUSION_KEYS if body.get(k) is not None}
+    if width is not None:
+        params["width"] = width
+    if height is not None:
+        params["height"] = height
+    if body.get("extra"):
+        params["extra"] = dict(body["extra"])
+    return params
+
+
+async def wait_for_job(request: Request, job: Job) -> None:
+    """Wait for ``job`` to finish; cancel it if the client goes away first."""
+
+    async def disconnected() -> None:
+        while True:
+            message = await request.receive()
+            if message["type"] == "http.disconnect":
+                return
+
+    done = asyncio.ensure_future(job.done.wait())
+    gone = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({done, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (done, gone):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    if not job.terminal:
+        state_of(request).runner(job).cancel(job)
+
+
+def job_error_response(job: Job) -> JSONResponse:
+    if job.status == "cancelled":
+        return JSONResponse(
+            {
+                "error": {
+                    "message": f"Job {job.id} was cancelled.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "cancelled",
+                }
+            },
+            status_code=409,
+        )
+    return JSONResponse({"error": job.error}, status_code=job.error_status or 500, headers=job.error_headers)
+
+
+async def _images_response(request: Request, job: Job) -> Response:
+    await wait_for_job(request, job)
+    if job.status != "completed":
+        return job_error_response(job)
+    assets, job.assets = job.assets, []
+    data = []
+    for ref, asset in zip(job.result_views(), assets, strict=False):
+        if job.spec.response_format == "url":
+            data.append({"url": ref["url"]})
+        else:
+            data.append({"b64_json": base64.b64encode(asset.data).decode("ascii")})
+    body: dict[str, Any] = {"created": int(job.completed_at or time.time()), "data": data}
+    first = assets[0] if assets else None
+    if first is not None and first.mime_type.startswith("image/"):
+        body["output_format"] = first.mime_type.split("/", 1)[1]
+        with contextlib.suppress(Exception):
+            width, height = first.to_pil().size
+            body["size"] = f"{width}x{height}"
+    return JSONResponse(body, headers={"X-Job-Id": job.id})
+
+
+async def generate_images(request: Request) -> Response:
+    """``POST /v1/images/generations``."""
+    state = state_of(request)
+    body = validate_body(await read_json(request), state.schemas["image_generation"])
+    params = {"prompt": body["prompt"], **_common_params(body, state.opts)}
+    spec = CallSpec(
+        task="text_to_image",
+        params=params,
+        model=body.get("model"),
+        n=body.get("n") or 1,
+        response_format=body.get("response_format") or "b64_json",
+        summary=_summary(params, n=body.get("n")),
+    )
+    job = await state.submit(spec, kind="image", url_base=url_base(request), keep_assets=True)
+    return await _images_response(request, job)
+
+
+async def edit_images(request: Request) -> Response:
+    """``POST /v1/images/edits`` (multipart: ``image`` or ``image[]``, optional ``mask``)."""
+    state = state_of(request)
+    schema = state.schemas["image_edit"]
+    fields, files = await read_form(
+        request, file_fields=("image", "image[]", "mask"), multi_files=("image[]",)
+    )
+    body = validate_body(coerce_form(fields, schema), schema)
+    images = files.get("image", []) + files.get("image[]", [])
+    if not images:
+        raise bad_request("'image' is required: upload the image to edit as a file part.", param="image")
+    if len(images) > 16:
+        raise bad_request("At most 16 images can be uploaded.", param="image")
+    opts = state.opts
+    params = {"prompt": body["prompt"], **_common_params(body, opts)}
+    params["image"] = check_image_bytes(images[0], "image", opts)
+    if len(images) > 1:
+        params["reference_images"] = tuple(check_image_bytes(b, "image[]", opts) for b in images[1:])
+    if files.get("mask"):
+        params["mask"] = check_image_bytes(files["mask"][0], "mask", opts)
+    if body.get("strength") is not None:
+        params["strength"] = body["strength"]
+    spec = CallSpec(
+        task="image_to_image",
+        params=params,
+        model=body.get("model"),
+        n=body.get("n") or 1,
+        response_format=body.get("response_format") or "b64_json",
+        summary=_summary(params, n=body.get("n")),
+    )
+    job = await state.submit(spec, kind="image", url_base=url_base(request), keep_assets=True)
+    return await _images_response(request, job)
+
+
+# -- models ---------------------------------------------------------------------------
+
+
+async def _model_entries(state: ServerState) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for engine in state.engines.values():
+        entries.append(
+            {
+                "id": engine.name,
+                "object": "model",
+                "created": engine.created,
+                "owned_by": engine.owned_by,
+                "served": True,
+                "capabilities": list(engine.tasks),
+            }
+        )
+        seen.add(engine.name)
+    for engine in state.engines.values():
+        for info in await engine.catalog():
+            model_id = str(info.get("id"))
+            if model_id in seen:
+                continue
+            seen.add(model_id)
+            entries.append(
+                {
+                    "id": model_id,
+                    "object": "model",
+                    "created": int(info.get("created") or engine.created),
+                    "owned_by": str(info.get("owned_by") or engine.owned_by),
+                    "served": False,
+                    "capabilities": list(info.get("capabilities") or []),
+                }
+            )
+    return entries
+
+
+async def list_models(request: Request) -> Response:
+    """``GET /v1/models``: the served models first, then the rest of the backend catalog."""
+    return JSONResponse({"object": "list", "data": await _model_entries(state_of(request))})
+
+
+async def get_model(request: Request) -> Response:
+    """``GET /v1/models/{model_id}``."""
+    model_id = request.path_params["model_id"]
+    for entry in await _model_entries(state_of(request)):
+        if entry["id"] == model_id:
+            return JSONResponse(entry)
+    raise APIError(
+        404, f"The model {model_id[:200]!r} does not exist.", code="model_not_found", param="model"
+    )
+
+
+# -- videos ---------------------------------------------------------------------------
+
+
+def video_view(job: Job) -> dict[str, Any]:
+    """A job as OpenAI's ``video`` object (``progress`` in percent)."""
+    summary = job.spec.summary
+    meta: dict[str, Any] = job.results[0].get("metadata", {}) if job.results else {}
+    params: dict[str, Any] = meta.get("parameters") or {}
+    if not isinstance(params, dict):
+        params = {}
+    frames = meta.get("num_frames") or params.get("num_frames") or summary.get("num_frames")
+    fps = meta.get("fps") or params.get("fps") or summary.get("fps")
+    if summary.get("seconds") is not None:
+        seconds = str(summary["seconds"])
+    elif frames and fps:
+        seconds = f"{float(frames) / float(fps):g}"
+    else:
+        seconds = ""
+    width, height = summary.get("width"), summary.get("height")
+    error = None
+    if job.error:
+        error = {
+            "code": job.error.get("code") or "generation_failed",
+            "message": job.error.get("message", ""),
+        }
+    elif job.status == "cancelled":
+        error = {"code": "cancelled", "message": "The video job was cancelled."}
+    return {
+        "id": job.id,
+        "object": "video",
+        "created_at": int(job.created_at),
+        "completed_at": None if job.completed_at is None else int(job.completed_at),
+        "expires_at": None if job.expires_at is None else int(job.expires_at),
+        "model": job.model,
+        "progress": round(job.progress * 100),
+        "prompt": summary.get("prompt"),
+        "seconds": seconds,
+        "size": f"{width}x{height}" if width and height else "auto",
+        "status": job.status,
+        "error": error,
+        "remixed_from_video_id": None,
+    }
+
+
+async def create_video(request: Request) -> Response:
+    """``POST /v1/videos`` (JSON, or multipart with an ``input_reference`` file)."""
+    state = state_of(request)
+    opts = state.opts
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    reference: Optional[bytes] = None
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        schema = state.schemas["video_multipart"]
+        fields, files = await read_form(request, file_fields=("input_reference",))
+        body = validate_body(coerce_form(fields, schema), schema)
+        if files.get("input_reference"):
+            reference = check_image_bytes(files["input_reference"][0], "input_reference", opts)
+    else:
+        body = validate_body(await read_json(request), state.schemas["video_json"])
+        ref = body.get("input_reference")
+        if ref is not None:
+            reference = _json_reference(ref, state)
+    params: dict[str, Any] = {**_common_params(body, opts)}
+    if body.get("prompt") is not None:
+        params["prompt"] = body["prompt"]
+    for key in ("num_frames", "fps"):
+        if body.get(key) is not None:
+            params[key] = body[key]
+    seconds = body.get("seconds")
+    if seconds is not None and body.get("num_frames") is None:
+        params.setdefault("fps", DEFAULT_VIDEO_FPS)
+        params["num_frames"] = int(seconds) * int(params["fps"])
+    if reference is not None:
+        params["image"] = reference
+    spec = CallSpec(
+        task="image_to_video" if reference is not None else "text_to_video",
+        params=params,
+        model=body.get("model"),
+        summary=_summary(params, seconds=seconds),
+    )
+    job = await state.submit(spec, kind="video", url_base=url_base(request))
+    return JSONResponse(video_view(job), headers={"X-Job-Id": job.id})
+
+
+def _json_reference(ref: Any, state: ServerState) -> bytes:
+    if not isinstance(ref, dict) or len(ref) != 1 or not ({"image_url", "file_id"} & set(ref)):
+        raise bad_request(
+            '\'input_reference\' must be {"image_url": "data:image/...;base64,..."} or {"file_id": "<artifact id>"}.',
+            param="input_reference",
+        )
+    if "image_url" in ref:
+        return decode_image_input(ref["image_url"], "input_reference", state.opts, state.artifacts)
+    file_id = ref["file_id"]
+    if not isinstance(file_id, str):
+        raise bad_request("'input_reference.file_id' must be a string.", param="input_reference")
+    return decode_image_input({"$artifact": file_id}, "input_reference", state.opts, state.artifacts)
+
+
+async def get_video(request: Request) -> Response:
+    """``GET /v1/videos/{video_id}``."""
+    job = state_of(request).jobs.get(request.path_params["video_id"], kind="video")
+    return JSONResponse(video_view(job))
+
+
+async def get_video_content(request: Request) -> Response:
+    """``GET /v1/videos/{video_id}/content``: 409 while the job is not completed."""
+    state = state_of(request)
+    job = state.jobs.get(request.path_params["video_id"], kind="video")
+    variant = request.query_params.get("variant", "video")
+    if variant != "video":
+        raise bad_request(
+            f"variant {variant[:40]!r} is not available here; only 'video' is.", param="variant"
+        )
+    if job.status != "completed":
+        code = {"failed": "video_failed", "cancelled": "video_cancelled"}.get(job.status, "video_not_ready")
+        detail = f": {job.error.get('message')}" if job.error else ""
+        raise APIError(
+            409, f"Video {job.id} is {job.status}{detail}; poll GET /v1/videos/{job.id}.", code=code
+        )
+    ref = job.results[0]
+    data, content_type = await asyncio.to_thread(state.artifacts.load, ref["$artifact"])
+    filename = f"{job.id}{extension_for_mime(content_type)}"
+    return Response(
+        data,
+        media_type=content_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "X-Job-Id": job.id},
+    )
+
+
+def _query_int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise bad_request(f"'{name}' must be an integer, got {text[:40]!r}.", param=name) from None
+    if not lo <= value <= hi:
+        raise bad_request(f"'{name}' must be between {lo} and {hi}, got {value}.", param=name)
+    return value
+
+
+async def list_videos(request: Request) -> Response:
+    """``GET /v1/videos?after=&limit=&order=`` (cursor page, newest first by default)."""
+    state = state_of(request)
+    limit = _query_int(request, "limit", 20, 1, 100)
+    order = request.query_params.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise bad_request(f"'order' must be 'asc' or 'desc', got {order[:20]!r}.", param="order")
+    jobs = sorted(state.jobs.list(kind="video"), key=lambda j: (j.created_at, j.id), reverse=order == "desc")
+    after = request.query_params.get("after")
+    if after:
+        ids = [j.id for j in jobs]
+        if after not in ids:
+            raise bad_request(f"'after' {after[:80]!r} is not a video of this server.", param="after")
+        jobs = jobs[ids.index(after) + 1 :]
+    page = jobs[:limit]
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [video_view(j) for j in page],
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+            "has_more": len(jobs) > limit,
+        }
+    )
+
+
+async def delete_video(request: Request) -> Response:
+    """``DELETE /v1/videos/{video_id}``: cancels the job if it still runs, then forgets it."""
+    state = state_of(request)
+    job = state.jobs.get(request.path_params["video_id"], kind="video")
+    state.runner(job).cancel(job)
+    state.jobs.remove(job.id)
+    return JSONResponse({"id": job.id, "object": "video.deleted", "deleted": True})

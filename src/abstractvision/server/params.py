@@ -1,0 +1,311 @@
+"""Turn HTTP request bodies into validated manager calls.
+
+Bodies are checked against the same JSON Schemas that ``/openapi.json`` publishes, then
+mapped to a :class:`CallSpec`: the task, the served model asked for, and the manager's
+first-class keyword arguments. Image inputs always become ``bytes`` here (uploads, base64
+data URLs, or artifacts of this server's store): no string from a request is ever handed
+to the manager, where it could be read as a file path.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from .. import _jsonschema
+from .._validation import MAX_DIMENSION
+from ..types import TASKS
+from .errors import APIError, bad_request
+from .options import ServerOptions
+from .schemas import requests as schemas
+
+__all__ = ["CallSpec", "parse_size", "read_form", "read_json", "validate_body"]
+
+_DATA_URL_RE = re.compile(schemas.DATA_URL_PATTERN)
+_MAX_FORM_FIELDS = 64
+_MAX_FORM_FILES = 20
+
+
+@dataclass
+class CallSpec:
+    """A validated request: which task, which model, and the manager keyword arguments."""
+
+    task: str
+    params: dict[str, Any]
+    model: Optional[str] = None
+    n: int = 1
+    response_format: str = "b64_json"
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+# -- bodies ---------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The request's JSON object (400 when it is not one, 415 for another content type)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype and ctype != "application/json" and not ctype.endswith("+json"):
+        raise APIError(
+            415,
+            f"Expected a JSON body (Content-Type: application/json), got {ctype!r}.",
+            code="unsupported_media_type",
+        )
+    raw = await request.body()
+    if not raw.strip():
+        raise bad_request("The request body is empty; send a JSON object.", code="invalid_json")
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        detail = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        raise bad_request(f"The request body is not valid JSON: {detail}.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise bad_request(
+            f"The request body must be a JSON object, got {type(body).__name__}.", code="invalid_json"
+        )
+    return body
+
+
+async def read_form(
+    request: Request, *, file_fields: tuple[str, ...], multi_files: tuple[str, ...] = ()
+) -> tuple[dict[str, str], dict[str, list[bytes]]]:
+    """Text fields and uploaded files of a ``multipart/form-data`` (or urlencoded) body."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        raise APIError(
+            415,
+            f"Expected a multipart/form-data body, got {ctype or 'no Content-Type'!r}.",
+            code="unsupported_media_type",
+        )
+    from starlette.formparsers import MultiPartException
+
+    try:
+        form = await request.form(max_files=_MAX_FORM_FILES, max_fields=_MAX_FORM_FIELDS)
+    except MultiPartException as exc:
+        raise bad_request(f"Malformed multipart body: {exc.message}", code="invalid_multipart") from None
+    except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise bad_request(f"Malformed form body: {exc}", code="invalid_multipart") from None
+    fields: dict[str, str] = {}
+    files: dict[str, list[bytes]] = {}
+    try:
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key not in file_fields:
+                    raise bad_request(
+                        f"Unexpected file part {key!r}; file parts here: {', '.join(file_fields)}.", param=key
+                    )
+                files.setdefault(key, []).append(await value.read())
+                if len(files[key]) > 1 and key not in multi_files:
+                    raise bad_request(f"{key!r} was given more than once.", param=key)
+            else:
+                if key in file_fields:
+                    raise bad_request(f"{key!r} must be an uploaded file, not a text field.", param=key)
+                if key in fields:
+                    raise bad_request(f"{key!r} was given more than once.", param=key)
+                fields[key] = value
+    finally:
+        await form.close()
+    return fields, files
+
+
+def coerce_form(fields: dict[str, str], schema: dict[str, Any]) -> dict[str, Any]:
+    """Form values are text: turn them into the types the schema declares."""
+    props = schema.get("properties", {})
+    out: dict[str, Any] = {}
+    for key, text in fields.items():
+        kinds = props.get(key, {}).get("type", "string")
+        kinds = [kinds] if isinstance(kinds, str) else list(kinds)
+        if "string" in kinds or key not in props:
+            out[key] = text
+        elif text == "" and "null" in kinds:
+            out[key] = None
+        elif "integer" in kinds:
+            out[key] = _to_number(key, text, int)
+        elif "number" in kinds:
+            out[key] = _to_number(key, text, float)
+        elif "boolean" in kinds:
+            if text.lower() not in ("true", "false"):
+                raise bad_request(f"'{key}' must be true or false, got {text!r}.", param=key)
+            out[key] = text.lower() == "true"
+        elif "object" in kinds:
+            try:
+                out[key] = json.loads(text, parse_constant=_reject_constant)
+            except ValueError:
+                raise bad_request(f"'{key}' must be a JSON object.", param=key) from None
+        else:
+            out[key] = text
+    return out
+
+
+def _to_number(key: str, text: str, cast: type) -> Any:
+    try:
+        value = cast(text.strip())
+    except ValueError:
+        kind = "an integer" if cast is int else "a number"
+        raise bad_request(f"'{key}' must be {kind}, got {text!r}.", param=key) from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise bad_request(f"'{key}' must be a finite number, got {text!r}.", param=key)
+    return value
+
+
+# -- validation -----------------------------------------------------------------------
+
+_WHERE_RE = re.compile(r"^\$((?:\[[^\]]*\])*): (.*)$")
+
+
+def validate_body(body: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``body`` against ``schema``; 400 naming the first offending field."""
+    problems = _jsonschema.validate(body, schema) + _supplementary(body, schema, "$")
+    if problems:
+        where, message = _split(problems[0])
+        param = where
+        unknown = re.search(r"unknown key '([^']*)'", message)
+        missing = re.search(r"missing required key '([^']*)'", message)
+        if unknown:
+            param = unknown.group(1)
+            message = (
+                f"Unknown field '{param}'. Allowed fields: {', '.join(sorted(schema.get('properties', {})))}."
+            )
+        elif missing:
+            param = missing.group(1)
+            message = f"'{param}' is required."
+        else:
+            message = f"Invalid '{where}': {message}."
+        raise bad_request(message, param=param or None)
+    return _integral_floats(body, schema)
+
+
+def _split(problem: str) -> tuple[str, str]:
+    match = _WHERE_RE.match(problem)
+    if not match:
+        return "", problem
+    parts = re.findall(r"\[([^\]]*)\]", match.group(1))
+    names = [p.strip("'\"") for p in parts]
+    return ".".join(names), match.group(2)
+
+
+def _supplementary(value: Any, schema: Any, where: str) -> list[str]:
+    """Keywords the bundled validator does not know: maxLength, maxItems, maxProperties, exclusiveMinimum."""
+    if not isinstance(schema, dict):
+        return []
+    out: list[str] = []
+    if isinstance(value, str) and len(value) > schema.get("maxLength", math.inf):
+        out.append(f"{where}: string is too long (max {schema['maxLength']} characters)")
+    if isinstance(value, list):
+        if len(value) > schema.get("maxItems", math.inf):
+            out.append(f"{where}: too many items (max {schema['maxItems']})")
+        for i, item in enumerate(value):
+            out += _supplementary(item, schema.get("items"), f"{where}[{i}]")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        low = schema.get("exclusiveMinimum")
+        if low is not None and value <= low:
+            out.append(f"{where}: {value} must be greater than {low}")
+    if isinstance(value, dict):
+        if len(value) > schema.get("maxProperties", math.inf):
+            out.append(f"{where}: too many entries (max {schema['maxProperties']})")
+        props = schema.get("properties", {})
+        for key, item in value.items():
+            if key in props:
+                out += _supplementary(item, props[key], f"{where}['{key}']")
+    return out
+
+
+def _integral_floats(body: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """JSON Schema counts 3.0 as an integer; the manager wants an int."""
+    props = schema.get("properties", {})
+    for key, value in list(body.items()):
+        kinds = props.get(key, {}).get("type", ())
+        if isinstance(value, float) and "integer" in kinds and "number" not in kinds and value.is_integer():
+            body[key] = int(value)
+    return body
+
+
+# -- values ---------------------------------------------------------------------------
+
+
+def parse_size(
+    size: Optional[str], width: Optional[int], height: Optional[int], opts: ServerOptions
+) -> tuple[Optional[int], Optional[int]]:
+    """``size="WxH"`` -> (width, height); explicit width/height win; 400 above the limits."""
+    if size and size != "auto":
+        w_text, _, h_text = size.partition("x")
+        width = width if width is not None else int(w_text)
+        height = height if height is not None else int(h_text)
+    for name, value in (("width", width), ("height", height)):
+        if value is not None and value > MAX_DIMENSION:
+            raise bad_request(f"'{name}' {value} is larger than {MAX_DIMENSION}.", param="size")
+    if width is not None and height is not None and width * height > opts.max_output_pixels:
+        raise bad_request(
+            f"{width}x{height} = {width * height} pixels is above this server's limit of "
+            f"{opts.max_output_pixels} output pixels.",
+            param="size",
+        )
+    return width, height
+
+
+def check_image_bytes(data: bytes, name: str, opts: ServerOptions) -> bytes:
+    """Cheap checks before the manager decodes an input: not empty, pixel count within limits."""
+    if not data:
+        raise bad_request(f"'{name}' is empty (0 bytes).", param=name)
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:  # reads the header only
+            width, height = img.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise bad_request(
+            f"'{name}' is not a readable image (PNG, JPEG, WebP...): {type(exc).__name__}.", param=name
+        ) from None
+    except Image.DecompressionBombError:
+        width, height = 2**31, 2**31
+    if width * height > opts.max_image_pixels:
+        raise APIError(
+            413,
+            f"'{name}' is {width}x{height}; this server accepts images up to {opts.max_image_pixels} pixels.",
+            param=name,
+            code="image_too_large",
+        )
+    return data
+
+
+def decode_image_input(value: Any, name: str, opts: ServerOptions, artifacts: Any) -> bytes:
+    """A JSON image input (data URL or ``{"$artifact": id}``) -> checked bytes."""
+    if isinstance(value, str):
+        if not _DATA_URL_RE.match(value):
+            raise bad_request(
+                f"'{name}' must be a base64 data URL (data:image/png;base64,...) or {{\"$artifact\": id}}; "
+                "file paths and remote URLs are not accepted.",
+                param=name,
+            )
+        try:
+            data = base64.b64decode(value.partition(",")[2], validate=True)
+        except (binascii.Error, ValueError):
+            raise bad_request(f"'{name}' is not valid base64.", param=name) from None
+        return check_image_bytes(data, name, opts)
+    if isinstance(value, dict):
+        if set(value) != {"$artifact"} or not isinstance(value["$artifact"], str):
+            raise bad_request(f'\'{name}\' must be {{"$artifact": "<64 hex id>"}}.', param=name)
+        data, _ = artifacts.load(value["$artifact"], param=name)
+        return check_image_bytes(data, name, opts)
+    raise bad_request(
+        f"'{name}' must be a data URL string or an artifact ref object, got {type(value).__name__}.",
+        param=name,
+    )
+
+
+def check_task(task: Any) -> str:
+    if not isinstance(task, str) or task not in TASKS:
+        raise bad_request(f"'task' must be one of: {', '.join(TASKS)}; got {task!r}.", param="task")
+    return task

@@ -1,0 +1,147 @@
+"""Running the server: :func:`run` for ``abstractvision serve``, :func:`serve_in_thread` for tests.
+
+:func:`run` builds the backend from resolved :class:`~abstractvision.config.BackendSettings`
+(the shared resolver, as the CLI and the plugin use it) and refuses to listen on a
+non-loopback address without an API key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Optional
+
+from ..config import BackendSettings, create_backend
+from ..errors import InvalidRequestError, OptionalDependencyMissingError
+from .options import DEFAULT_MAX_BODY_BYTES
+from .security import is_loopback_host
+
+__all__ = ["RunningServer", "check_bind", "run", "serve_in_thread"]
+
+
+def _require_server_extra() -> None:
+    for module, package in (
+        ("starlette", "starlette"),
+        ("uvicorn", "uvicorn"),
+        ("multipart", "python-multipart"),
+    ):
+        try:
+            __import__(module)
+        except ImportError as exc:
+            raise OptionalDependencyMissingError(package, "server", purpose="abstractvision serve") from exc
+
+
+def check_bind(host: str, api_key: Optional[str]) -> None:
+    """Refuse a non-loopback bind address without an API key."""
+    if not is_loopback_host(host) and not api_key:
+        raise InvalidRequestError(
+            f"Refusing to listen on {host!r} without an API key: anyone who can reach this address could "
+            "use the server. Pass an API key (serve --api-key ...) or bind to 127.0.0.1.",
+            param="host",
+        )
+
+
+def run(
+    settings: BackendSettings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: Optional[str] = None,
+    cors_origins: Sequence[str] = (),
+    workers: int = 1,
+    queue_size: int = 16,
+    store_dir: Optional[str] = None,
+    job_ttl_s: float = 3600.0,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    log_level: str = "info",
+    preload: bool = False,
+    **options: Any,
+) -> None:
+    """Serve the backend described by ``settings`` until interrupted (blocking).
+
+    Results go to ``store_dir`` (or ``settings.store_dir``); without either, to a temporary
+    directory removed at shutdown. ``preload=True`` loads the model before accepting
+    requests. Other keyword arguments are :class:`~abstractvision.server.options.ServerOptions`.
+    """
+    check_bind(host, api_key)
+    _require_server_extra()
+    import uvicorn
+
+    from ..artifacts import LocalAssetStore
+    from .app import create_app
+
+    backend = create_backend(settings)
+    if preload:
+        backend.preload()
+    directory = store_dir or settings.store_dir
+    store = LocalAssetStore(directory) if directory else None
+    app = create_app(
+        backend,
+        api_key=api_key,
+        cors_origins=cors_origins,
+        workers=workers,
+        queue_size=queue_size,
+        job_ttl_s=job_ttl_s,
+        max_body_bytes=max_body_bytes,
+        store=store,
+        model_name=settings.model,
+        on_shutdown=[backend.close],
+        secrets=tuple(s for s in (settings.api_key,) if s),
+        **options,
+    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False, proxy_headers=False)
+
+
+class RunningServer:
+    """A uvicorn server on a background thread (``url``, ``stop()``)."""
+
+    def __init__(self, server: Any, thread: threading.Thread, url: str) -> None:
+        self.server = server
+        self.thread = thread
+        self.url = url
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+) -> Iterator[RunningServer]:
+    """Run ``app`` with uvicorn on a free loopback port in a thread; stop it on exit.
+
+    Example::
+
+        with serve_in_thread(create_app(backend)) as server:
+            httpx.get(server.url + "/healthz")
+    """
+    _require_server_extra()
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    bound_port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level=log_level, server_header=False, proxy_headers=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="abstractvision-server"
+    )
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError("The server did not start; see the log above.")
+        time.sleep(0.01)
+    shown = f"[{host}]" if ":" in host else host
+    running = RunningServer(server, thread, f"http://{shown}:{bound_port}")
+    try:
+        yield running
+    finally:
+        running.stop()
+        sock.close()

@@ -1,0 +1,537 @@
+"""The OpenAPI 3.1 document of the server, derived from the request schemas it validates with.
+
+Request bodies come from :mod:`.requests` (the same builders the handlers validate with),
+so limits such as ``max_n`` are the configured ones. A test checks that every route of
+:data:`abstractvision.server.app.ROUTES` is documented here and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from ..._version import __version__
+from ...types import TASKS
+from ..jobs import JOB_STATES
+from ..options import ServerOptions
+from . import requests as rq
+
+__all__ = ["build_openapi"]
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    400: "Malformed or invalid request.",
+    401: "Missing or wrong API key.",
+    404: "Unknown id or model.",
+    409: "Not possible in the current state.",
+    410: "The job finished and expired.",
+    413: "Body or image too large.",
+    415: "Wrong content type.",
+    429: "Queue full; see Retry-After.",
+}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for code in codes:
+        response = _json(_ref("Error"), _ERRORS[code])
+        if code == 429:
+            response["headers"] = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds."}}
+        out[str(code)] = response
+    return out
+
+
+def _path_param(name: str, pattern: Optional[str] = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern:
+        schema["pattern"] = pattern
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    tags: tuple[str, ...],
+    body: Optional[dict[str, Any]] = None,
+    params: tuple[dict[str, Any], ...] = (),
+    public: bool = False,
+    secured: bool = False,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": op_id,
+        "summary": summary,
+        "tags": list(tags),
+        "responses": responses,
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": body}
+    if params:
+        op["parameters"] = list(params)
+    if secured and not public:
+        responses.update(_errors(401))
+    if public:
+        op["security"] = []
+    return op
+
+
+def _components(opts: ServerOptions) -> dict[str, Any]:
+    nullable_int = {"type": ["integer", "null"]}
+    ref_schema = {
+        "type": "object",
+        "required": ["$artifact"],
+        "properties": {
+            "$artifact": {"type": "string", "pattern": rq.ARTIFACT_ID_PATTERN},
+            "content_type": {"type": "string"},
+            "sha256": {"type": "string"},
+            "size_bytes": {"type": "integer"},
+            "metadata": {"type": "object"},
+            "url": {"type": "string"},
+        },
+    }
+    schemas: dict[str, Any] = {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["message", "type"],
+                    "properties": {
+                        "message": {"type": "string"},
+                        "type": {"type": "string"},
+                        "param": {"type": ["string", "null"]},
+                        "code": {"type": ["string", "null"]},
+                    },
+                }
+            },
+        },
+        "ImageInput": rq.image_input_component(),
+        "ImageGenerationRequest": rq.image_generation_schema(opts),
+        "ImageEditRequest": rq.image_edit_schema(opts, docs=True),
+        "VideoCreateRequest": rq.video_create_schema(opts, docs=True),
+        "VideoCreateMultipart": rq.video_create_schema(opts, docs=True, multipart=True),
+        "JobCreateRequest": rq.job_schema(opts),
+        "ImagesResponse": {
+            "type": "object",
+            "required": ["created", "data"],
+            "properties": {
+                "created": {"type": "integer"},
+                "data": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"b64_json": {"type": "string"}, "url": {"type": "string"}},
+                    },
+                },
+                "output_format": {"type": "string"},
+                "size": {"type": "string"},
+            },
+        },
+        "Model": {
+            "type": "object",
+            "required": ["id", "object", "created", "owned_by"],
+            "properties": {
+                "id": {"type": "string"},
+                "object": {"const": "model"},
+                "created": {"type": "integer"},
+                "owned_by": {"type": "string"},
+                "served": {"type": "boolean", "description": "True for models requests may name."},
+                "capabilities": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+        "ModelList": _list_of("Model"),
+        "Video": {
+            "type": "object",
+            "required": ["id", "object", "created_at", "model", "progress", "seconds", "size", "status"],
+            "properties": {
+                "id": {"type": "string"},
+                "object": {"const": "video"},
+                "created_at": {"type": "integer"},
+                "completed_at": nullable_int,
+                "expires_at": nullable_int,
+                "model": {"type": "string"},
+                "progress": {"type": "integer", "minimum": 0, "maximum": 100},
+                "prompt": {"type": ["string", "null"]},
+                "seconds": {"type": "string"},
+                "size": {"type": "string"},
+                "status": {"enum": list(JOB_STATES)},
+                "error": {"type": ["object", "null"]},
+                "remixed_from_video_id": {"type": ["string", "null"]},
+            },
+        },
+        "VideoList": {
+            **_list_of("Video"),
+            "properties": {
+                **_list_of("Video")["properties"],
+                "first_id": {"type": ["string", "null"]},
+                "last_id": {"type": ["string", "null"]},
+                "has_more": {"type": "boolean"},
+            },
+        },
+        "Deleted": {
+            "type": "object",
+            "required": ["id", "object", "deleted"],
+            "properties": {
+                "id": {"type": "string"},
+                "object": {"type": "string"},
+                "deleted": {"type": "boolean"},
+            },
+        },
+        "ArtifactRef": ref_schema,
+        "ProgressEvent": {
+            "type": "object",
+            "required": ["task", "phase"],
+            "properties": {
+                "task": {"type": "string"},
+                "phase": {"type": "string"},
+                "step": nullable_int,
+                "total_steps": nullable_int,
+                "progress": {"type": ["number", "null"]},
+                "message": {"type": ["string", "null"]},
+                "elapsed_s": {"type": ["number", "null"]},
+                "raw": {"type": "object"},
+            },
+        },
+        "Job": {
+            "type": "object",
+            "required": ["id", "object", "task", "model", "status", "progress", "created_at", "results"],
+            "properties": {
+                "id": {"type": "string", "pattern": rq.JOB_ID_PATTERN},
+                "object": {"const": "job"},
+                "task": {"enum": list(TASKS)},
+                "model": {"type": "string"},
+                "status": {"enum": list(JOB_STATES)},
+                "progress": {"type": "number", "minimum": 0, "maximum": 1},
+                "created_at": {"type": "integer"},
+                "started_at": nullable_int,
+                "completed_at": nullable_int,
+                "expires_at": nullable_int,
+                "cancel_requested": {"type": "boolean"},
+                "params": {"type": "object"},
+                "event": {"oneOf": [_ref("ProgressEvent"), {"type": "null"}]},
+                "results": {"type": "array", "items": _ref("ArtifactRef")},
+                "error": {"type": ["object", "null"]},
+            },
+        },
+        "JobList": {
+            **_list_of("Job"),
+            "properties": {**_list_of("Job")["properties"], "has_more": {"type": "boolean"}},
+        },
+        "Artifact": {
+            "type": "object",
+            "required": ["id", "object", "url"],
+            "properties": {
+                "id": {"type": "string"},
+                "object": {"const": "artifact"},
+                "content_type": {"type": ["string", "null"]},
+                "size_bytes": nullable_int,
+                "created_at": {"type": ["string", "null"]},
+                "task": {"type": ["string", "null"]},
+                "job": {"type": ["string", "null"]},
+                "url": {"type": "string"},
+                "metadata": {"type": "object"},
+            },
+        },
+        "ArtifactList": _list_of("Artifact"),
+        "Health": {
+            "type": "object",
+            "required": ["status", "version", "models"],
+            "properties": {
+                "status": {"const": "ok"},
+                "version": {"type": "string"},
+                "models": {"type": "array", "items": {"type": "string"}},
+                "queues": {"type": "object"},
+            },
+        },
+    }
+    for task in TASKS:
+        schemas[f"Job_{task}"] = rq.job_task_schema(task, opts, docs=True)
+    return schemas
+
+
+def _list_of(name: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": _ref(name)}},
+    }
+
+
+def build_openapi(opts: ServerOptions) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for a server configured with ``opts``."""
+    s = bool(opts.api_key)
+    job_id = _path_param("job_id", rq.JOB_ID_PATTERN)
+    video_id = _path_param("video_id", rq.VIDEO_ID_PATTERN)
+    json_body = {"application/json": {"schema": _ref("ImageGenerationRequest")}}
+    paths: dict[str, Any] = {
+        "/": {
+            "get": _op(
+                "playground",
+                "The playground page.",
+                {
+                    "200": {
+                        "description": "HTML page.",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+                tags=("service",),
+                public=True,
+            )
+        },
+        "/healthz": {
+            "get": _op(
+                "healthz",
+                "Liveness and queue depths.",
+                {"200": _json(_ref("Health"), "OK.")},
+                tags=("service",),
+                public=True,
+            )
+        },
+        "/openapi.json": {
+            "get": _op(
+                "openapi",
+                "This document.",
+                {"200": _json({"type": "object"}, "OpenAPI 3.1.")},
+                tags=("service",),
+                public=True,
+            )
+        },
+        "/v1/models": {
+            "get": _op(
+                "listModels",
+                "Served models, then the rest of the backend catalog.",
+                {"200": _json(_ref("ModelList"), "Models.")},
+                tags=("openai",),
+                secured=s,
+            )
+        },
+        "/v1/models/{model_id}": {
+            "get": _op(
+                "retrieveModel",
+                "One model.",
+                {"200": _json(_ref("Model"), "Model."), **_errors(404)},
+                tags=("openai",),
+                params=(_path_param("model_id"),),
+                secured=s,
+            )
+        },
+        "/v1/images/generations": {
+            "post": _op(
+                "createImage",
+                "Text to image (synchronous).",
+                {"200": _json(_ref("ImagesResponse"), "Images."), **_errors(400, 404, 409, 413, 415, 429)},
+                tags=("openai",),
+                body=json_body,
+                secured=s,
+            )
+        },
+        "/v1/images/edits": {
+            "post": _op(
+                "createImageEdit",
+                "Image to image / inpainting (synchronous, multipart).",
+                {"200": _json(_ref("ImagesResponse"), "Images."), **_errors(400, 404, 409, 413, 415, 429)},
+                tags=("openai",),
+                body={"multipart/form-data": {"schema": _ref("ImageEditRequest")}},
+                secured=s,
+            )
+        },
+        "/v1/videos": {
+            "post": _op(
+                "createVideo",
+                "Queue a video job (text to video; image to video with input_reference).",
+                {"200": _json(_ref("Video"), "The queued video job."), **_errors(400, 404, 413, 415, 429)},
+                tags=("openai",),
+                body={
+                    "application/json": {"schema": _ref("VideoCreateRequest")},
+                    "multipart/form-data": {"schema": _ref("VideoCreateMultipart")},
+                },
+                secured=s,
+            ),
+            "get": _op(
+                "listVideos",
+                "Video jobs (cursor page).",
+                {"200": _json(_ref("VideoList"), "Videos."), **_errors(400)},
+                tags=("openai",),
+                params=(
+                    _query("after", {"type": "string"}, "Last id of the previous page."),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}),
+                    _query("order", {"enum": ["asc", "desc"]}),
+                ),
+                secured=s,
+            ),
+        },
+        "/v1/videos/{video_id}": {
+            "get": _op(
+                "retrieveVideo",
+                "Poll a video job.",
+                {"200": _json(_ref("Video"), "Video."), **_errors(404, 410)},
+                tags=("openai",),
+                params=(video_id,),
+                secured=s,
+            ),
+            "delete": _op(
+                "deleteVideo",
+                "Cancel if running, then forget a video job.",
+                {"200": _json(_ref("Deleted"), "Deleted."), **_errors(404, 410)},
+                tags=("openai",),
+                params=(video_id,),
+                secured=s,
+            ),
+        },
+        "/v1/videos/{video_id}/content": {
+            "get": _op(
+                "downloadVideoContent",
+                "The video bytes once completed (409 before).",
+                {
+                    "200": {
+                        "description": "The video.",
+                        "content": {
+                            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                        },
+                    },
+                    **_errors(400, 404, 409, 410),
+                },
+                tags=("openai",),
+                params=(video_id, _query("variant", {"enum": ["video"]})),
+                secured=s,
+            )
+        },
+        "/v1/jobs": {
+            "post": _op(
+                "createJob",
+                "Queue any task; poll it or stream its events.",
+                {"202": _json(_ref("Job"), "Queued."), **_errors(400, 404, 413, 415, 429)},
+                tags=("jobs",),
+                body={"application/json": {"schema": _ref("JobCreateRequest")}},
+                secured=s,
+            ),
+            "get": _op(
+                "listJobs",
+                "Jobs, newest first.",
+                {"200": _json(_ref("JobList"), "Jobs."), **_errors(400)},
+                tags=("jobs",),
+                params=(
+                    _query("status", {"enum": list(JOB_STATES)}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                ),
+                secured=s,
+            ),
+        },
+        "/v1/jobs/{job_id}": {
+            "get": _op(
+                "retrieveJob",
+                "A job (404 unknown, 410 expired).",
+                {"200": _json(_ref("Job"), "Job."), **_errors(404, 410)},
+                tags=("jobs",),
+                params=(job_id,),
+                secured=s,
+            ),
+            "delete": _op(
+                "deleteJob",
+                "Cancel if needed and forget a job.",
+                {"200": _json(_ref("Deleted"), "Deleted."), **_errors(404, 410)},
+                tags=("jobs",),
+                params=(job_id,),
+                secured=s,
+            ),
+        },
+        "/v1/jobs/{job_id}/events": {
+            "get": _op(
+                "streamJobEvents",
+                "Server-sent events: `status` ({id, status, progress[, results, error]}) and `progress` "
+                "(a ProgressEvent); the stream ends after the terminal status.",
+                {
+                    "200": {
+                        "description": "Event stream.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(400, 404, 410),
+                },
+                tags=("jobs",),
+                params=(
+                    job_id,
+                    _query("after", {"type": "integer", "minimum": 0}, "Resume after this event id."),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "integer", "minimum": 0},
+                    },
+                ),
+                secured=s,
+            )
+        },
+        "/v1/jobs/{job_id}/cancel": {
+            "post": _op(
+                "cancelJob",
+                "Cancel a queued or running job.",
+                {"200": _json(_ref("Job"), "Job."), **_errors(404, 409, 410)},
+                tags=("jobs",),
+                params=(job_id,),
+                secured=s,
+            )
+        },
+        "/v1/artifacts": {
+            "get": _op(
+                "listArtifacts",
+                "Results stored by this server, newest first.",
+                {"200": _json(_ref("ArtifactList"), "Artifacts."), **_errors(400)},
+                tags=("artifacts",),
+                params=(
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    _query("content_type", {"enum": ["image", "video"]}),
+                ),
+                secured=s,
+            )
+        },
+        "/v1/artifacts/{artifact_id}": {
+            "get": _op(
+                "getArtifact",
+                "The bytes of a result.",
+                {
+                    "200": {
+                        "description": "The file.",
+                        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "304": {"description": "Not modified."},
+                    **_errors(400, 404),
+                },
+                tags=("artifacts",),
+                params=(
+                    _path_param("artifact_id", rq.ARTIFACT_ID_PATTERN),
+                    _query("download", {"enum": ["0", "1", "false", "true"]}, "1: as an attachment."),
+                ),
+                secured=s,
+            )
+        },
+    }
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "abstractvision server",
+            "version": __version__,
+            "description": "OpenAI-compatible image and video generation, a job API with live progress, and a playground.",
+        },
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "paths": paths,
+        "components": {
+            "schemas": _components(opts),
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+    if opts.api_key:
+        doc["security"] = [{"bearerAuth": []}]
+    return doc
