@@ -1,0 +1,1 @@
+"""Test helpers: tiny, deterministic models built at test time (no downloads)."""
