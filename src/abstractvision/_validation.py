@@ -139,7 +139,10 @@ def check_float(value: Any, name: str, *, lo: float, hi: float, lo_open: bool = 
         raise InvalidRequestError(
             f"'{name}' must be a number, got {type(value).__name__} {value!r}.", param=name
         )
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        number = math.inf
     if not math.isfinite(number):
         raise InvalidRequestError(f"'{name}' must be a finite number, got {value!r}.", param=name)
     if number < lo or number > hi or (lo_open and number == lo):
