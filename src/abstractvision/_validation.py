@@ -183,7 +183,7 @@ def check_lora_adapters(value: Any) -> tuple[LoRAAdapterSpec, ...]:
         return ()
     if isinstance(value, (str, LoRAAdapterSpec, Mapping)):
         value = [value]
-    if not isinstance(value, Sequence):
+    if isinstance(value, (bytes, bytearray)) or not isinstance(value, Sequence):
         raise InvalidRequestError(
             "'lora_adapters' must be a list of LoRAAdapterSpec, dicts or paths.", param="lora_adapters"
         )
@@ -197,16 +197,19 @@ def check_lora_adapters(value: Any) -> tuple[LoRAAdapterSpec, ...]:
             unknown = set(item) - {"source", "scale", "weight_name", "adapter_name"}
             if "source" not in item or unknown:
                 raise InvalidRequestError(
-                    "each LoRA dict needs 'source' and may have 'scale', 'weight_name', 'adapter_name'"
-                    + (f" (unknown: {sorted(unknown)})" if unknown else "")
-                    + ".",
+                    "'lora_adapters': each LoRA dict needs 'source' and may have 'scale', 'weight_name', "
+                    "'adapter_name'" + (f" (unknown: {sorted(map(repr, unknown))})" if unknown else "") + ".",
                     param="lora_adapters",
                 )
             spec = LoRAAdapterSpec(**dict(item))
         else:
-            raise InvalidRequestError(f"invalid LoRA adapter {item!r}.", param="lora_adapters")
+            raise InvalidRequestError(
+                f"'lora_adapters': invalid LoRA adapter {item!r}.", param="lora_adapters"
+            )
         if not isinstance(spec.source, str) or not spec.source.strip():
-            raise InvalidRequestError("LoRA 'source' must be a non-empty string.", param="lora_adapters")
+            raise InvalidRequestError(
+                "'lora_adapters': a LoRA 'source' must be a non-empty string.", param="lora_adapters"
+            )
         check_float(spec.scale, "lora_adapters.scale", lo=-10.0, hi=10.0)
         out.append(spec)
     return tuple(out)

@@ -26,3 +26,20 @@ def test_float_params_given_ints_too_large_for_a_float(vm, name, value):
     with pytest.raises(InvalidRequestError, match=f"'{name}' must be a finite number") as info:
         call(*args, **{name: value})
     assert info.value.param == name
+
+
+@pytest.mark.parametrize(
+    "adapters",
+    [
+        [{"source": "x", 1: 2, "a": 3}],  # keys of mixed types: sorted() raised TypeError
+        [{"scale": 1.0}],
+        [42],
+        [{"source": "  "}],
+        b"lora.safetensors",  # bytes are a Sequence of ints
+    ],
+)
+def test_lora_adapter_errors_are_typed_and_name_the_parameter(vm, adapters):
+    """Bug: a LoRA dict with keys of mixed types leaked TypeError; messages did not name the parameter."""
+    with pytest.raises(InvalidRequestError, match="lora_adapters") as info:
+        vm.generate_image("a", lora_adapters=adapters)
+    assert info.value.param == "lora_adapters"
