@@ -171,6 +171,11 @@ def check_callback(value: Any) -> Any:
 
 
 def check_cancel(value: Any) -> Any:
+    if isinstance(value, type):  # threading.Event (the class): is_set() would need an instance
+        raise InvalidRequestError(
+            f"'cancel' must be an instance such as threading.Event(), not the class {value.__name__}.",
+            param="cancel",
+        )
     if value is not None and not callable(getattr(value, "is_set", None)):
         raise InvalidRequestError(
             "'cancel' must have an is_set() method (for example threading.Event()).", param="cancel"

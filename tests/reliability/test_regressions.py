@@ -43,3 +43,12 @@ def test_lora_adapter_errors_are_typed_and_name_the_parameter(vm, adapters):
     with pytest.raises(InvalidRequestError, match="lora_adapters") as info:
         vm.generate_image("a", lora_adapters=adapters)
     assert info.value.param == "lora_adapters"
+
+
+def test_cancel_given_the_event_class_instead_of_an_instance(vm):
+    """Bug: cancel=threading.Event (the class) passed validation, then is_set() raised TypeError."""
+    import threading
+
+    with pytest.raises(InvalidRequestError, match=r"'cancel' must be an instance") as info:
+        vm.generate_image("a", cancel=threading.Event)
+    assert info.value.param == "cancel"
