@@ -204,7 +204,8 @@ def embed_png_text(data: bytes, text: dict[str, str]) -> bytes:
         return data
     chunks = b"".join(
         _chunk(
-            b"iTXt", key.encode("latin-1", "replace")[:79] + b"\x00\x00\x00\x00\x00" + value.encode("utf-8")
+            b"iTXt",
+            key.encode("latin-1", "replace")[:79] + b"\x00\x00\x00\x00\x00" + value.encode("utf-8", "replace"),
         )
         for key, value in text.items()
     )

@@ -117,6 +117,14 @@ def check_prompt(value: Any, *, name: str = "prompt", required: bool = True) -> 
         )
     if "\x00" in value:
         raise InvalidRequestError(f"'{name}' contains a NUL character (\\x00); remove it.", param=name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates: no backend, file or wire format can carry them
+        raise InvalidRequestError(
+            f"'{name}' is not valid Unicode text: it has a lone surrogate {value[exc.start]!r} at "
+            f"position {exc.start} (often a badly decoded emoji); fix the text encoding.",
+            param=name,
+        ) from None
     return value
 
 

@@ -52,3 +52,26 @@ def test_cancel_given_the_event_class_instead_of_an_instance(vm):
     with pytest.raises(InvalidRequestError, match=r"'cancel' must be an instance") as info:
         vm.generate_image("a", cancel=threading.Event)
     assert info.value.param == "cancel"
+
+
+@pytest.mark.parametrize("name", ["prompt", "negative_prompt"])
+def test_prompts_with_lone_surrogates(name):
+    """Bug: a prompt with a lone surrogate ('\\ud800') passed validation and crashed with
+    UnicodeEncodeError while the PNG text chunks were written (or inside the backend)."""
+    from fakes import TextOnlyBackend
+
+    vm = VisionManager(backend=TextOnlyBackend())
+    kwargs = {"negative_prompt": "bad \udc80 text"} if name == "negative_prompt" else {}
+    prompt = "a cat \ud83d" if name == "prompt" else "a cat"
+    with pytest.raises(InvalidRequestError, match="lone surrogate") as info:
+        vm.generate_image(prompt, **kwargs)
+    assert info.value.param == name
+
+
+def test_png_text_chunks_survive_text_that_is_not_utf8_encodable():
+    """Bug: embed_png_text() raised UnicodeEncodeError on metadata text with lone surrogates."""
+    from abstractvision._media import embed_png_text, read_png_text
+    from fakes import png_bytes
+
+    data = embed_png_text(png_bytes(), {"prompt": "x\ud800y"})
+    assert read_png_text(data)["prompt"] == "x?y"
