@@ -205,7 +205,9 @@ def embed_png_text(data: bytes, text: dict[str, str]) -> bytes:
     chunks = b"".join(
         _chunk(
             b"iTXt",
-            key.encode("latin-1", "replace")[:79] + b"\x00\x00\x00\x00\x00" + value.encode("utf-8", "replace"),
+            key.encode("latin-1", "replace")[:79]
+            + b"\x00\x00\x00\x00\x00"
+            + value.encode("utf-8", "replace"),
         )
         for key, value in text.items()
     )
@@ -240,8 +242,10 @@ def read_png_text(data: bytes) -> dict[str, str]:
 
 def provenance_png_text(metadata: dict[str, Any]) -> dict[str, str]:
     """The PNG text chunks written for a generated image."""
+    from .artifacts import _json_safe
+
     params = metadata.get("parameters") or {}
-    out = {"Software": "abstractvision", "abstractvision": json.dumps(metadata, default=str, sort_keys=True)}
+    out = {"Software": "abstractvision", "abstractvision": json.dumps(_json_safe(metadata), sort_keys=True)}
     prompt = params.get("prompt") if isinstance(params, dict) else None
     if isinstance(prompt, str):
         out["prompt"] = prompt

@@ -22,7 +22,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,9 +55,35 @@ def _utc_now_iso() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
+def _json_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)  # the text json.dumps itself would use for this key
+    return str(key)  # tuples, objects...: json.dumps would raise TypeError
+
+
+def _plain(value: Any, seen: frozenset[int]) -> Any:
+    if isinstance(value, (Mapping, list, tuple)):
+        if id(value) in seen:
+            return "<circular reference>"
+        inner = seen | {id(value)}
+        if isinstance(value, Mapping):
+            return {_json_key(k): _plain(v, inner) for k, v in value.items()}
+        return [_plain(v, inner) for v in value]
+    return value
+
+
 def _json_safe(value: Any) -> Any:
-    """Round-trip through JSON so metadata is always serialisable (unknown objects -> str)."""
-    return json.loads(json.dumps(value, default=str))
+    """Round-trip through JSON so metadata is always serialisable.
+
+    Unknown objects become ``str``, keys of any type become strings (``sort_keys`` works),
+    cycles and absurd nesting become marker strings instead of exceptions.
+    """
+    try:
+        return json.loads(json.dumps(_plain(value, frozenset()), default=str))
+    except RecursionError:
+        return f"<{type(value).__name__} nested too deeply to record>"
 
 
 def is_artifact_ref(value: Any) -> bool:

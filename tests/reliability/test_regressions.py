@@ -75,3 +75,43 @@ def test_png_text_chunks_survive_text_that_is_not_utf8_encodable():
 
     data = embed_png_text(png_bytes(), {"prompt": "x\ud800y"})
     assert read_png_text(data)["prompt"] == "x?y"
+
+
+def _cyclic() -> dict:
+    loop: dict = {"name": "loop"}
+    loop["self"] = loop
+    return loop
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"k": {1: "a", "b": 2}},  # mixed key types: json.dumps(sort_keys=True) raised TypeError
+        {"k": {(1, 2): 3}},  # tuple keys: json.dumps raised TypeError even without sort_keys
+        {"k": _cyclic()},  # a cycle: json.dumps raised ValueError
+    ],
+)
+@pytest.mark.parametrize("with_store", [False, True])
+def test_extra_values_that_json_cannot_encode_as_is(extra, with_store, tmp_path):
+    """Bug: provenance metadata (PNG text chunks, store sidecar) crashed on extra values
+    with non-string keys or cycles, after the backend had already run."""
+    import json
+
+    from abstractvision import LocalAssetStore
+
+    store = LocalAssetStore(tmp_path / "store") if with_store else None
+    out = VisionManager(backend=FakeBackend(), store=store).generate_image("a", extra=extra)
+    if with_store:
+        json.dumps(out)
+        assert store.get_metadata(out)["metadata"]["parameters"]["extra"]["k"]
+    else:
+        assert out.metadata["parameters"]["extra"] == extra
+
+
+def test_store_metadata_with_tuple_keys(tmp_path):
+    """Bug: LocalAssetStore.store_bytes(metadata={(1, 2): ...}) leaked TypeError."""
+    from abstractvision import LocalAssetStore
+
+    store = LocalAssetStore(tmp_path)
+    ref = store.store_bytes(b"x", content_type="text/plain", metadata={(1, 2): 1, 3: "c", None: 0})
+    assert ref["metadata"] == {"(1, 2)": 1, "3": "c", "null": 0}
