@@ -11,6 +11,7 @@ with ``DELETE /videos/{id}``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,7 +144,22 @@ def _metadata(
 
 
 def images(ctx: Context, request: ImageRequest, task: str) -> Flow[list[GeneratedAsset]]:
-    """``text_to_image`` / ``image_to_image``: one request for ``request.n`` images."""
+    """``text_to_image`` / ``image_to_image``: one request for ``request.n`` images.
+
+    A batch is sent as ``n`` with ``seed`` = the first seed, the convention of diffusion
+    servers being ``seed, seed+1, ...``. Seeds that do not follow it (explicit arbitrary
+    ``seeds``) cannot be expressed in one request: each image is then requested alone.
+    """
+    if ctx.diffusion and request.n > 1 and not payloads.consecutive_seeds(request.seeds):
+        out: list[GeneratedAsset] = []
+        for seed in request.seeds or ():
+            single = dataclasses.replace(request, n=1, seed=seed, seeds=(seed,))
+            out.extend((yield from _images_once(ctx, single, task)))
+        return out
+    return (yield from _images_once(ctx, request, task))
+
+
+def _images_once(ctx: Context, request: ImageRequest, task: str) -> Flow[list[GeneratedAsset]]:
     edit = isinstance(request, ImageEditRequest)
     path = ctx.paths.edits if edit else ctx.paths.generations
     what = f"POST {path}"

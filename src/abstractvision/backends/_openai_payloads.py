@@ -212,10 +212,13 @@ def _seeds(request: Any, n: int) -> tuple[Optional[int], ...]:
 def _diffusion(request: Any, names: tuple[str, ...], seeds: tuple[Optional[int], ...]) -> dict[str, Any]:
     out = {name: getattr(request, name) for name in names if getattr(request, name, None) is not None}
     if seeds and seeds[0] is not None:
-        out["seed"] = seeds[0]
-        if len(seeds) > 1 and all(s is not None for s in seeds):
-            out["seeds"] = list(seeds)
+        out["seed"] = seeds[0]  # servers number a batch seed, seed+1, ... (see consecutive_seeds)
     return out
+
+
+def consecutive_seeds(seeds: Optional[tuple[int, ...]]) -> bool:
+    """``True`` when one request with ``seed=seeds[0]`` and ``n`` reproduces ``seeds``."""
+    return not seeds or all(s == seeds[0] + i for i, s in enumerate(seeds))
 
 
 def _form_value(value: Any) -> str:

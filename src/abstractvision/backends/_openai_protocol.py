@@ -300,9 +300,8 @@ def error_from_reply(reply: Reply, *, what: str, secrets: Sequence[str]) -> Prov
     else:
         cls = error_for_status(reply.status) if reply.status >= 400 else ProviderResponseError
         rid = f" (request id {reply.request_id})" if reply.request_id else ""
-        message = (
-            f"{what} failed with HTTP {reply.status}: {provider_message(body)}{rid}.{_HINTS.get(cls, '')}"
-        )
+        detail = provider_message(body).rstrip(". ")
+        message = f"{what} failed with HTTP {reply.status}: {detail}{rid}.{_HINTS.get(cls, '')}"
     error = cls(redact(message, secrets), status_code=reply.status, body=body, request_id=reply.request_id)
     if isinstance(error, ProviderRateLimitError):
         error.retry_after = parse_retry_after(reply.headers)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import email.policy
+import functools
 import io
 import itertools
 import json
@@ -25,6 +26,7 @@ from typing import Any, Optional, Union
 MP4_BYTES = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 4
 
 
+@functools.lru_cache(maxsize=64)
 def png_bytes(width: int = 8, height: int = 8, color: tuple[int, int, int] = (10, 20, 30)) -> bytes:
     from PIL import Image
 
@@ -336,3 +338,21 @@ class FakeOpenAIServer:
                 return Reply(409, json={"error": {"message": "video not ready"}})
             return Reply(body=MP4_BYTES, headers={"Content-Type": "video/mp4"})
         return Reply(405, json={"error": {"message": "method not allowed"}})
+
+
+def main() -> None:
+    """Serve until killed: ``python openai_fake_server.py`` prints the base URL first."""
+    import signal
+    import sys
+
+    server = FakeOpenAIServer().start()
+    print(server.base_url, flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        sys.stdin.read()  # returns when the parent closes our stdin
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

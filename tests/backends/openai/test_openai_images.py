@@ -65,7 +65,17 @@ def test_batch_of_three_is_one_request_with_n_3(vm, server):
     assert len({a.data for a in assets}) == 3
     [call] = server.calls("POST", "/images/generations")
     body = call.json()
-    assert body["n"] == 3 and body["seed"] == 100 and body["seeds"] == [100, 101, 102]
+    assert body["n"] == 3 and body["seed"] == 100 and "seeds" not in body
+
+
+def test_batch_with_arbitrary_seeds_requests_each_image_alone(vm, server):
+    assets = vm.generate_image_batch("x", seeds=[5, 42, 7])
+    assert [a.metadata["seed"] for a in assets] == [5, 42, 7]
+    assert [(c.json()["n"], c.json()["seed"]) for c in server.calls("POST", "/images/generations")] == [
+        (1, 5),
+        (1, 42),
+        (1, 7),
+    ]
 
 
 def test_batch_reports_seeds_the_provider_returns(vm, server):
@@ -89,7 +99,7 @@ def test_fewer_images_than_asked_is_an_error(vm, server):
 
     server.script("POST", "/images/generations", Reply(json={"data": [{"b64_json": "iVBORw0KGgo="}]}))
     with pytest.raises(ProviderResponseError, match="asked for 3 outputs, the provider returned 1"):
-        vm.generate_image_batch("x", count=3)
+        vm.generate_image_batch("x", count=3, seed=1)
 
 
 def test_openai_model_gets_only_openai_fields_and_a_valid_size(runner, make_backend, server):
@@ -172,7 +182,7 @@ def test_edit_with_mask_is_multipart_with_real_content_types(vm, server):
 
 def test_edit_batch_with_reference_images(vm, server):
     assets = vm.edit_image_batch(
-        "combine", png_bytes(), reference_images=[png_bytes(color=(1, 1, 1))] * 2, count=2
+        "combine", png_bytes(), reference_images=[png_bytes(color=(1, 1, 1))] * 2, count=2, seed=4
     )
     assert len(assets) == 2
     fields, files = server.calls("POST", "/images/edits")[0].form()
