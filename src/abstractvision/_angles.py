@@ -90,10 +90,20 @@ def _make(azimuth: float, elevation: float) -> AngleView:
     if not -90 <= elevation <= 90:
         raise InvalidRequestError(f"elevation {elevation:g} is outside [-90, 90] degrees.", param="angles")
     azimuth = azimuth % 360
+    if azimuth >= 360:  # a tiny negative angle rounds up to 360.0 under float modulo
+        azimuth = 0.0
+    azimuth, elevation = azimuth + 0.0, elevation + 0.0  # -0.0 -> 0.0 (labels never show "-0")
     for name, (az, el, _) in NAMED_ANGLES.items():
         if az == azimuth and el == elevation and name not in ("front_right", "right", "three_quarter_left"):
             return AngleView(name, azimuth, elevation)
     return AngleView(f"az{azimuth:g}_el{elevation:g}", azimuth, elevation)
+
+
+def _degrees(value: Any) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float: rejected as not finite by _make
+        return math.inf
 
 
 def parse_angle(value: Any) -> AngleView:
@@ -103,7 +113,7 @@ def parse_angle(value: Any) -> AngleView:
     if isinstance(value, bool):
         raise InvalidRequestError(f"invalid angle {value!r}.", param="angles")
     if isinstance(value, (int, float)):
-        return _make(float(value), 0.0)
+        return _make(_degrees(value), 0.0)
     if isinstance(value, Mapping):
         unknown = set(value) - {"azimuth", "elevation"}
         if unknown or "azimuth" not in value:
@@ -111,7 +121,7 @@ def parse_angle(value: Any) -> AngleView:
                 "an angle dict needs 'azimuth' (and optionally 'elevation') in degrees.", param="angles"
             )
         try:
-            return _make(float(value["azimuth"]), float(value.get("elevation", 0.0)))
+            return _make(_degrees(value["azimuth"]), _degrees(value.get("elevation", 0.0)))
         except (TypeError, ValueError) as exc:
             raise InvalidRequestError(f"invalid angle {dict(value)!r}.", param="angles") from exc
     if isinstance(value, str):
@@ -133,7 +143,7 @@ def parse_angle(value: Any) -> AngleView:
 def parse_angles(values: Any) -> tuple[AngleView, ...]:
     if isinstance(values, (str, int, float, Mapping)):
         values = [values]
-    if not isinstance(values, Sequence) or not values:
+    if isinstance(values, (bytes, bytearray)) or not isinstance(values, Sequence) or not values:
         raise InvalidRequestError("'angles' must be a non-empty list of angles.", param="angles")
     if len(values) > 36:
         raise InvalidRequestError("at most 36 angles per call.", param="angles")

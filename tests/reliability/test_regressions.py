@@ -115,3 +115,32 @@ def test_store_metadata_with_tuple_keys(tmp_path):
     store = LocalAssetStore(tmp_path)
     ref = store.store_bytes(b"x", content_type="text/plain", metadata={(1, 2): 1, 3: "c", None: 0})
     assert ref["metadata"] == {"(1, 2)": 1, "3": "c", "null": 0}
+
+
+@pytest.mark.parametrize(
+    "value", [10**400, -(10**400), {"azimuth": 10**400}, {"azimuth": 0, "elevation": 10**400}]
+)
+def test_angles_given_ints_too_large_for_a_float(value):
+    """Bug: parse_angle() leaked OverflowError for huge ints (plain or in a dict)."""
+    from abstractvision._angles import parse_angle
+
+    with pytest.raises(InvalidRequestError, match="finite|invalid angle") as info:
+        parse_angle(value)
+    assert info.value.param == "angles"
+
+
+@pytest.mark.parametrize(("value", "label"), [(-1e-300, "front"), (-1e-14, "front"), (30.0, "az30_el0")])
+def test_angles_normalise_to_zero_through_359(value, label):
+    """Bug: a tiny negative azimuth became 360.0 (outside [0, 360), labelled 'az360_el0')."""
+    from abstractvision._angles import parse_angle
+
+    view = parse_angle(value)
+    assert 0 <= view.azimuth < 360 and view.label == label
+    assert parse_angle({"azimuth": 30, "elevation": -0.0}).label == "az30_el0"
+
+
+def test_angles_given_bytes(vm):
+    """Bug: angles=b'ab' was read as the list of numbers [97, 98] (bytes are a Sequence)."""
+    with pytest.raises(InvalidRequestError, match="list of angles") as info:
+        vm.generate_angles("a", angles=b"ab")
+    assert info.value.param == "angles"
