@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 STORE_DIR_ENV_VAR = "ABSTRACTVISION_STORE_DIR"
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")  # use fullmatch: "$" also matches before a final "\n"
 _SIDECAR_SCHEMA = "abstractvision.asset.v1"
 
 
@@ -180,7 +180,7 @@ class LocalAssetStore:
     # -- paths ------------------------------------------------------------------------
 
     def _validate_id(self, artifact_id: str) -> str:
-        if not isinstance(artifact_id, str) or not _SHA256_RE.match(artifact_id):
+        if not isinstance(artifact_id, str) or not _SHA256_RE.fullmatch(artifact_id):
             raise InvalidRequestError(
                 f"Invalid artifact id {artifact_id!r}: LocalAssetStore ids are 64 lowercase hex characters "
                 "(the sha256 of the content).",
@@ -363,7 +363,7 @@ class LocalAssetStore:
                 continue
             for entry in folder.iterdir():
                 name = entry.name
-                if not name.endswith(".json") or not _SHA256_RE.match(name[:-5]):
+                if not name.endswith(".json") or not _SHA256_RE.fullmatch(name[:-5]):
                     continue
                 with contextlib.suppress(ArtifactStoreError, ArtifactIntegrityError):
                     meta = self._read_sidecar(name[:-5])

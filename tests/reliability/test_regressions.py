@@ -144,3 +144,16 @@ def test_angles_given_bytes(vm):
     with pytest.raises(InvalidRequestError, match="list of angles") as info:
         vm.generate_angles("a", angles=b"ab")
     assert info.value.param == "angles"
+
+
+@pytest.mark.parametrize("suffix", ["\n"])
+def test_store_ids_with_a_trailing_newline_are_invalid(tmp_path, suffix):
+    """Bug: the id regex used '$', which also matches before a final newline, so
+    '<64 hex>\\n' passed validation and named a file '<id>\\n.json' inside the store."""
+    from abstractvision import LocalAssetStore
+
+    store = LocalAssetStore(tmp_path)
+    ref = store.store_bytes(b"x", content_type="text/plain")
+    for op in (store.load_bytes, store.get_metadata, store.exists, store.delete, store.get_content_path):
+        with pytest.raises(InvalidRequestError, match="Invalid artifact id"):
+            op(ref["$artifact"] + suffix)
