@@ -26,6 +26,7 @@ from ..errors import InvalidRequestError
 __all__ = [
     "OWNER_CONFIG_KEYS",
     "Binding",
+    "BindingPool",
     "loaded_details",
     "normalize_backend_name",
     "probe_loaded",
@@ -290,3 +291,117 @@ class Binding:
             return False
         loaded = filters.get("loaded")
         return not (isinstance(loaded, bool) and record["loaded"] is not loaded)
+
+
+def _key(settings: BackendSettings) -> tuple[str, Optional[str]]:
+    return (str(settings.backend), settings.model)
+
+
+class BindingPool:
+    """The bindings of one capability: creation, eviction of local engines, residency.
+
+    At most ``max_local`` local bindings (Diffusers, sd.cpp) are kept: opening one more
+    closes the least recently used one that is not pinned. HTTP bindings are not counted.
+    """
+
+    def __init__(
+        self, factory: Callable[[BackendSettings], Any], *, backend_id: str, max_local: int = 1
+    ) -> None:
+        self._factory = factory
+        self._backend_id = backend_id
+        self._max_local = max(1, int(max_local))
+        self._lock = threading.Lock()
+        self._bindings: dict[tuple[str, Optional[str]], Binding] = {}
+
+    def get(self, settings: BackendSettings) -> Binding:
+        """The binding for ``settings`` (engine + model), opened when new."""
+        evicted: list[Binding] = []
+        with self._lock:
+            binding = self._bindings.get(_key(settings))
+            if binding is None:
+                binding = Binding(settings=settings, factory=self._factory)
+                self._bindings[_key(settings)] = binding
+                if not binding.remote:
+                    local = [b for b in self._bindings.values() if not b.remote and b is not binding]
+                    spare = sorted((b for b in local if not b.pinned), key=lambda b: b.last_used_at or 0.0)
+                    while len(local) + 1 > self._max_local and spare:
+                        victim = spare.pop(0)
+                        local.remove(victim)
+                        evicted.append(victim)
+                        self._bindings.pop(_key(victim.settings), None)
+        for victim in evicted:
+            self._close(victim, unload=False)
+        return binding
+
+    @staticmethod
+    def _close(binding: Binding, *, unload: bool) -> None:
+        with binding.lock:
+            backend, binding.backend = binding.backend, None
+            if backend is not None:
+                if unload:
+                    backend.unload()
+                backend.close()
+
+    def close(self) -> None:
+        with self._lock:
+            bindings = list(self._bindings.values())
+            self._bindings.clear()
+        for binding in bindings:
+            self._close(binding, unload=False)
+
+    def _held(self) -> list[Binding]:
+        with self._lock:
+            return [b for b in self._bindings.values() if b.backend is not None]
+
+    def records(self, filters: Optional[Mapping[str, Any]] = None) -> list[dict[str, Any]]:
+        """Records of the instantiated bindings matching ``filters``, sorted by ``load_id``."""
+        wanted = dict(filters or {})
+        out = [b.record(self._backend_id) for b in self._held() if b.matches(wanted, self._backend_id)]
+        return sorted(out, key=lambda r: str(r["load_id"]))
+
+    def load(self, settings: BackendSettings, *, pin: bool, task: Any = None) -> dict[str, Any]:
+        """Preload the backend of ``settings`` and pin it; the record says what the backend holds."""
+        binding = self.get(settings)
+        with binding.lock:
+            was_loaded = binding.backend is not None and binding.loaded() is True
+            binding.get().preload()
+            binding.pinned = pin
+            binding.source = "explicit_preload"
+            if binding.last_used_at is None:
+                binding.last_used_at = binding.created_at
+            if isinstance(task, str) and task and task not in binding.tasks_used:
+                binding.tasks_used.append(task)
+            record = binding.record(self._backend_id)
+        record["loaded_new"] = not was_loaded and record["loaded"] is True
+        return record
+
+    def unload(self, filters: Mapping[str, Any]) -> dict[str, Any]:
+        """Unload and close the one binding matching ``filters`` (see ``Binding.matches``)."""
+        with self._lock:
+            held = [b for b in self._bindings.values() if b.backend is not None]
+            matched = [b for b in held if b.matches(filters, self._backend_id)]
+            if len(matched) > 1:
+                raise InvalidRequestError(
+                    "Ambiguous unload request: several models match; give load_id, or provider and model. "
+                    f"Held: {', '.join(sorted(b.load_id for b in matched))}.",
+                    param="load_id",
+                )
+            if not matched:
+                listed = ", ".join(sorted(b.load_id for b in held)) or "none"
+                raise InvalidRequestError(
+                    f"No loaded vision model matches {dict(filters)!r}. Held: {listed}.", param="load_id"
+                )
+            target = matched[0]
+            record = target.record(self._backend_id)
+            self._bindings.pop(_key(target.settings), None)
+        self._close(target, unload=True)
+        record.update(
+            state="unloaded",
+            loaded=False,
+            resident=False,
+            unloaded=True,
+            instantiated=False,
+            loaded_at=None,
+            weights=[],
+        )
+        return record

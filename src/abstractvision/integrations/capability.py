@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional, Union
 
@@ -32,7 +31,14 @@ from ..config import BackendSettings, create_backend, resolve_settings
 from ..errors import InvalidRequestError
 from ..types import TASKS, GeneratedAsset
 from . import _inputs
-from ._bindings import Binding, normalize_backend_name, owner_flag, provider_name, settings_from_owner
+from ._bindings import (
+    Binding,
+    BindingPool,
+    normalize_backend_name,
+    owner_flag,
+    provider_name,
+    settings_from_owner,
+)
 
 __all__ = ["DEFAULT_BACKEND_ID", "AbstractVisionCapability"]
 
@@ -103,8 +109,6 @@ class AbstractVisionCapability:
         self._forced = normalize_backend_name(backend) if backend is not None else None
         self._overrides = dict(settings or {})
         self._env = env
-        self._factory = backend_factory or create_backend
-        self._max_local = max(1, int(max_local_models))
         flag = (
             allow_local_paths
             if allow_local_paths is not None
@@ -119,8 +123,9 @@ class AbstractVisionCapability:
                 "ABSTRACTVISION_BASE_URL, or a config file (~/.config/abstractvision/config.toml).",
                 param="backend",
             )
-        self._lock = threading.Lock()
-        self._bindings: dict[tuple[str, Optional[str]], Binding] = {}
+        self._pool = BindingPool(
+            backend_factory or create_backend, backend_id=backend_id, max_local=max_local_models
+        )
         self._registry: Any = None
         self._default_store: Any = None
 
@@ -131,10 +136,6 @@ class AbstractVisionCapability:
         )
 
     # -- bindings ---------------------------------------------------------------------
-
-    @staticmethod
-    def _key(settings: BackendSettings) -> tuple[str, Optional[str]]:
-        return (str(settings.backend), settings.model)
 
     def _settings_for(self, provider: Optional[str], model: Optional[str]) -> BackendSettings:
         base = self.settings
@@ -158,41 +159,11 @@ class AbstractVisionCapability:
         return model[len(prefix) :] if model.startswith(prefix) else model
 
     def _binding(self, provider: Optional[str] = None, model: Optional[str] = None) -> Binding:
-        settings = self._settings_for(provider, model)
-        key = self._key(settings)
-        evicted: list[Binding] = []
-        with self._lock:
-            binding = self._bindings.get(key)
-            if binding is None:
-                binding = Binding(settings=settings, factory=self._factory)
-                self._bindings[key] = binding
-                if not binding.remote:
-                    local = [b for b in self._bindings.values() if not b.remote and b is not binding]
-                    spare = [b for b in local if not b.pinned]
-                    spare.sort(key=lambda b: b.last_used_at or 0.0)
-                    while len(local) + 1 > self._max_local and spare:
-                        victim = spare.pop(0)
-                        local.remove(victim)
-                        evicted.append(victim)
-                        self._bindings.pop(self._key(victim.settings), None)
-        for victim in evicted:
-            self._close_binding(victim)
-        return binding
-
-    @staticmethod
-    def _close_binding(binding: Binding) -> None:
-        with binding.lock:
-            backend, binding.backend = binding.backend, None
-        if backend is not None:
-            backend.close()
+        return self._pool.get(self._settings_for(provider, model))
 
     def close(self) -> None:
         """Close every backend this capability opened."""
-        with self._lock:
-            bindings = list(self._bindings.values())
-            self._bindings.clear()
-        for binding in bindings:
-            self._close_binding(binding)
+        self._pool.close()
 
     def _model_registry(self) -> Any:
         if self._registry is None:
@@ -605,76 +576,34 @@ class AbstractVisionCapability:
         """Load a model now and keep it (``pin``, default true) across evictions.
 
         ``request``: ``provider``/``backend`` and ``model`` (default: the configured ones),
-        optional ``task``. The record's ``loaded`` comes from the backend afterwards.
+        optional ``task``. The record's ``loaded`` comes from the backend afterwards, and
+        ``loaded_new`` says whether this call loaded it.
         """
         payload = dict(request or {})
         provider = payload.get("provider") or payload.get("backend") or payload.get("backend_kind")
-        binding = self._binding(provider, self._unroute(provider, payload.get("model")))
-        with binding.lock:
-            was_loaded = binding.backend is not None and binding.loaded() is True
-            binding.get().preload()
-            binding.pinned = bool(payload.get("pin", True))
-            binding.source = "explicit_preload"
-            if binding.last_used_at is None:
-                binding.last_used_at = binding.created_at
-            task = payload.get("task")
-            if isinstance(task, str) and task in TASKS and task not in binding.tasks_used:
-                binding.tasks_used.append(task)
-            record = binding.record(self.backend_id)
-        record["loaded_new"] = not was_loaded and record["loaded"] is True
-        return dict(_json_safe(record))
+        settings = self._settings_for(provider, self._unroute(provider, payload.get("model")))
+        task = payload.get("task") if payload.get("task") in TASKS else None
+        return dict(_json_safe(self._pool.load(settings, pin=bool(payload.get("pin", True)), task=task)))
 
     def list_loaded_models(self, filters: Optional[Mapping[str, Any]] = None) -> list[dict[str, Any]]:
-        """Every binding this capability holds, with its real state (``loaded`` may be false)."""
-        wanted = dict(filters or {})
-        with self._lock:
-            bindings = [b for b in self._bindings.values() if b.backend is not None]
-        records = [b.record(self.backend_id) for b in bindings if b.matches(wanted, self.backend_id)]
-        return list(_json_safe(sorted(records, key=lambda r: r["load_id"])))
+        """Every backend this capability holds, with its real state (``loaded`` may be false).
+
+        Filters: ``task``, ``provider``/``backend``, ``model``, ``load_id``, ``loaded``.
+        """
+        return list(_json_safe(self._pool.records(filters)))
 
     def list_resident_models(self, filters: Optional[Mapping[str, Any]] = None) -> list[dict[str, Any]]:
-        """Bindings whose weights the backend reports as loaded in this process."""
+        """The held backends whose weights the backend reports as loaded in this process."""
         return [r for r in self.list_loaded_models(filters) if r["loaded"] is True]
 
     def unload_resident_model(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Unload and close one binding, chosen by ``load_id`` or ``provider`` + ``model``.
+        """Unload and close one backend, chosen by ``load_id`` or ``provider`` + ``model``.
 
-        With one binding held, an empty request selects it. Raises
+        With one backend held, an empty request selects it. Raises
         :class:`~abstractvision.errors.InvalidRequestError` when nothing or several match.
         """
         filters = {k: v for k, v in dict(request or {}).items() if v not in (None, "")}
-        with self._lock:
-            held = [b for b in self._bindings.values() if b.backend is not None]
-            matched = [b for b in held if b.matches(filters, self.backend_id)]
-            if len(matched) > 1:
-                raise InvalidRequestError(
-                    "Ambiguous unload request: several models match; give load_id, or provider and model. "
-                    f"Held: {', '.join(sorted(b.load_id for b in matched))}.",
-                    param="load_id",
-                )
-            if not matched:
-                listed = ", ".join(sorted(b.load_id for b in held)) or "none"
-                raise InvalidRequestError(
-                    f"No loaded vision model matches {filters!r}. Held: {listed}.", param="load_id"
-                )
-            target = matched[0]
-            record = target.record(self.backend_id)
-            self._bindings.pop(self._key(target.settings), None)
-        with target.lock:
-            backend, target.backend = target.backend, None
-            if backend is not None:
-                backend.unload()
-                backend.close()
-        record.update(
-            state="unloaded",
-            loaded=False,
-            resident=False,
-            unloaded=True,
-            instantiated=False,
-            loaded_at=None,
-            weights=[],
-        )
-        return dict(_json_safe(record))
+        return dict(_json_safe(self._pool.unload(filters)))
 
     # Aliases some AbstractCore routes use.
     def load_model(self, request: Mapping[str, Any]) -> dict[str, Any]:
