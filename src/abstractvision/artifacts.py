@@ -378,13 +378,23 @@ class LocalAssetStore:
         limit: Optional[int] = None,
     ) -> builtins.list[dict[str, Any]]:
         """Sidecars of stored artifacts, newest first, filtered by tags / content type prefix."""
+        if tags is not None and not isinstance(tags, Mapping):
+            raise InvalidRequestError(f"tags must be a dict, got {type(tags).__name__}.", param="tags")
+        if content_type is not None and not isinstance(content_type, str):
+            raise InvalidRequestError(
+                f"content_type must be a string such as 'image/', got {type(content_type).__name__}.",
+                param="content_type",
+            )
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+            raise InvalidRequestError(f"limit must be an integer >= 0 or None, got {limit!r}.", param="limit")
         out = []
         for meta in self._iter_sidecars():
             if content_type and not str(meta.get("content_type", "")).startswith(content_type):
                 continue
             if tags:
-                have = meta.get("tags") or {}
-                if any(have.get(k) != str(v) for k, v in tags.items()):
+                have = meta.get("tags")
+                have = have if isinstance(have, dict) else {}
+                if any(have.get(str(k)) != str(v) for k, v in tags.items()):
                     continue
             out.append(meta)
         out.sort(key=lambda m: (str(m.get("created_at", "")), str(m.get("artifact_id", ""))), reverse=True)
@@ -409,6 +419,14 @@ class LocalAssetStore:
 
     def cleanup_temporary_files(self, *, older_than_s: float = 3600.0) -> int:
         """Remove leftovers of interrupted writes (``.tmp-*.part``) older than ``older_than_s``."""
+        if (
+            not isinstance(older_than_s, (int, float))
+            or isinstance(older_than_s, bool)
+            or not older_than_s >= 0  # also rejects NaN
+        ):
+            raise InvalidRequestError(
+                f"older_than_s must be a number of seconds >= 0, got {older_than_s!r}.", param="older_than_s"
+            )
         count = 0
         now = time.time()
         for tmp in self._base_dir.glob("*/.tmp-*.part"):

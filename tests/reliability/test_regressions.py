@@ -124,7 +124,7 @@ def test_angles_given_ints_too_large_for_a_float(value):
     """Bug: parse_angle() leaked OverflowError for huge ints (plain or in a dict)."""
     from abstractvision._angles import parse_angle
 
-    with pytest.raises(InvalidRequestError, match="finite|invalid angle") as info:
+    with pytest.raises(InvalidRequestError, match=r"finite|invalid angle") as info:
         parse_angle(value)
     assert info.value.param == "angles"
 
@@ -157,3 +157,37 @@ def test_store_ids_with_a_trailing_newline_are_invalid(tmp_path, suffix):
     for op in (store.load_bytes, store.get_metadata, store.exists, store.delete, store.get_content_path):
         with pytest.raises(InvalidRequestError, match="Invalid artifact id"):
             op(ref["$artifact"] + suffix)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"tags": "task"}, "tags"),
+        ({"tags": ["task"]}, "tags"),
+        ({"content_type": 5}, "content_type"),
+        ({"content_type": True}, "content_type"),
+        ({"limit": "3"}, "limit"),
+        ({"limit": -1}, "limit"),
+        ({"limit": 2.5}, "limit"),
+    ],
+)
+def test_store_list_arguments_of_the_wrong_type(tmp_path, kwargs, param):
+    """Bug: LocalAssetStore.list() leaked AttributeError/TypeError for tags/content_type/limit
+    of the wrong type (and limit=-1 silently dropped the oldest entry)."""
+    from abstractvision import LocalAssetStore
+
+    store = LocalAssetStore(tmp_path)
+    store.store_bytes(b"x", content_type="text/plain", tags={"task": "t"})
+    with pytest.raises(InvalidRequestError) as info:
+        store.list(**kwargs)
+    assert info.value.param == param
+
+
+@pytest.mark.parametrize("value", ["1h", None, float("nan"), -1, True])
+def test_store_cleanup_age_of_the_wrong_type(tmp_path, value):
+    """Bug: cleanup_temporary_files(older_than_s='1h') leaked TypeError; a negative age
+    would have deleted the temporary files of writes still in progress."""
+    from abstractvision import LocalAssetStore
+
+    with pytest.raises(InvalidRequestError, match="older_than_s"):
+        LocalAssetStore(tmp_path).cleanup_temporary_files(older_than_s=value)
