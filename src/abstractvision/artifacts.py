@@ -320,7 +320,7 @@ class LocalAssetStore:
             raise ArtifactStoreError(f"Cannot read {path}: {exc}") from exc
         try:
             data = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested (tampered) JSON
             raise ArtifactIntegrityError(f"The sidecar of artifact {artifact_id} is not valid JSON.") from exc
         return data if isinstance(data, dict) else None
 
@@ -367,7 +367,8 @@ class LocalAssetStore:
                     continue
                 with contextlib.suppress(ArtifactStoreError, ArtifactIntegrityError):
                     meta = self._read_sidecar(name[:-5])
-                    if meta is not None:
+                    # a sidecar that names another artifact was tampered with (or copied): skip it
+                    if meta is not None and meta.get("artifact_id") == name[:-5]:
                         yield meta
 
     def list(

@@ -191,3 +191,35 @@ def test_store_cleanup_age_of_the_wrong_type(tmp_path, value):
 
     with pytest.raises(InvalidRequestError, match="older_than_s"):
         LocalAssetStore(tmp_path).cleanup_temporary_files(older_than_s=value)
+
+
+@pytest.mark.parametrize(
+    "sidecar",
+    [
+        b"[" * 100_000,  # json.loads raised RecursionError
+        b'{"artifact_id": "%(aid)s", "tags": ["not", "a", "dict"], "content_type": "text/plain"}',
+        b'{"artifact_id": "%(other)s", "content_type": "text/plain"}',  # names another artifact
+        b"\xff\xfe not utf-8",
+        b"null",
+    ],
+)
+def test_tampered_sidecars_never_crash_the_store(tmp_path, sidecar):
+    """Bug: a tampered sidecar made list() and load_bytes() leak RecursionError (deeply nested
+    JSON) or AttributeError (list(tags=...) over a sidecar whose tags is not a dict)."""
+    from abstractvision import LocalAssetStore
+    from abstractvision.errors import AbstractVisionError
+
+    store = LocalAssetStore(tmp_path)
+    good = store.store_bytes(b"good", content_type="text/plain", tags={"k": "v"})["$artifact"]
+    aid = store.store_bytes(b"victim", content_type="text/plain", tags={"k": "v"})["$artifact"]
+    path = tmp_path / aid[:2] / f"{aid}.json"
+    path.write_bytes(sidecar.replace(b"%(aid)s", aid.encode()).replace(b"%(other)s", good.encode()))
+    readable = {good, aid} if b'"tags"' in sidecar else {good}  # valid JSON naming its own artifact
+    assert {m["artifact_id"] for m in store.list()} == readable
+    assert [m["artifact_id"] for m in store.list(tags={"k": "v"})] == [good]
+    for op in (store.load_bytes, store.get_metadata, store.exists):
+        try:
+            op(aid)
+        except AbstractVisionError:
+            pass
+    assert store.load_bytes(good) == b"good"
