@@ -1,0 +1,135 @@
+"""``models`` (the packaged capability registry) and ``provider-models`` (the backend's catalog)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from .common import settings_from_args
+from .output import print_json
+
+_SHORT_TASKS = {
+    "text_to_image": "t2i",
+    "image_to_image": "i2i",
+    "image_upscale": "upscale",
+    "multi_view_image": "multi-view",
+    "text_to_video": "t2v",
+    "image_to_video": "i2v",
+}
+
+
+def _constraint(spec: Any) -> str:
+    parts = []
+    if not spec.supported:
+        return "not supported"
+    if spec.required:
+        parts.append("required")
+    if spec.has_default:
+        parts.append(f"default {spec.default}")
+    if spec.min is not None and spec.max is not None:
+        parts.append(f"{spec.min:g}..{spec.max:g}")
+    elif spec.min is not None:
+        parts.append(f">= {spec.min:g}")
+    elif spec.max is not None:
+        parts.append(f"<= {spec.max:g}")
+    if spec.multiple_of:
+        parts.append(f"multiple of {spec.multiple_of}")
+    if spec.enum is not None:
+        parts.append("one of " + ", ".join(str(v) for v in spec.enum))
+    return ", ".join(parts) or "-"
+
+
+def _show_model(registry: Any, model_id: str, as_json: bool) -> int:
+    spec = registry.get(model_id)
+    if as_json:
+        print_json({"model_id": spec.model_id, **registry.to_dict(spec.model_id)})
+        return 0
+    out = sys.stdout
+    out.write(f"{spec.model_id}\n")
+    for label, value in (
+        ("provider", spec.provider),
+        ("family", spec.family),
+        ("license", spec.license),
+        ("backends", ", ".join(spec.backends)),
+        ("aliases", ", ".join(spec.aliases)),
+        ("notes", spec.notes),
+    ):
+        if value:
+            out.write(f"  {label + ':':10} {value}\n")
+    for task, tspec in spec.tasks.items():
+        out.write(f"\n  {task}  ({' + '.join(tspec.inputs)} -> {' + '.join(tspec.outputs)})\n")
+        if tspec.pipeline:
+            out.write(f"    pipeline: {tspec.pipeline}\n")
+        width = max((len(name) for name in tspec.params), default=0)
+        for name, param in tspec.params.items():
+            out.write(f"    {name:{width}}  {_constraint(param)}\n")
+        if tspec.requires:
+            needs = ", ".join(f"{k}={v}" for k, v in tspec.requires.items())
+            out.write(f"    requires: {needs}\n")
+    return 0
+
+
+def models(args: argparse.Namespace) -> int:
+    from ..model_capabilities import VisionModelCapabilitiesRegistry
+
+    registry = VisionModelCapabilitiesRegistry()
+    if args.list_tasks:
+        tasks = {name: registry.get_task(name) for name in registry.list_tasks()}
+        if args.json:
+            print_json(tasks)
+        else:
+            for name, info in tasks.items():
+                sys.stdout.write(f"{name:18} {info.get('description', '')}\n")
+        return 0
+    if args.model_id:
+        return _show_model(registry, args.model_id, args.json)
+    ids = registry.list_models(task=args.task, backend=args.backend)
+    specs = [registry.get(mid) for mid in ids]
+    if args.json:
+        print_json(
+            [
+                {
+                    "model_id": s.model_id,
+                    "tasks": list(s.tasks),
+                    "backends": list(s.backends),
+                    "provider": s.provider,
+                }
+                for s in specs
+            ]
+        )
+        return 0
+    if not specs:
+        sys.stderr.write("no model matches.\n")
+        return 0
+    width = max(len(s.model_id) for s in specs)
+    for s in specs:
+        short = ",".join(_SHORT_TASKS.get(t, t) for t in s.tasks)
+        sys.stdout.write(f"{s.model_id:{width}}  {short:24} {','.join(s.backends)}\n")
+    return 0
+
+
+def provider_models(args: argparse.Namespace) -> int:
+    from .tasks import build_manager
+
+    settings = settings_from_args(args)
+    manager = build_manager(settings, use_store=False, registry_check=False)
+    try:
+        entries = manager.list_provider_models(task=args.task)
+    finally:
+        manager.close()
+    if args.json:
+        print_json([entry.to_dict() for entry in entries])
+        return 0
+    if not entries:
+        sys.stderr.write(
+            f"the {settings.backend} backend lists no models"
+            + (f" for {args.task}.\n" if args.task else ".\n")
+        )
+        return 0
+    width = max(len(entry.id) for entry in entries)
+    for entry in entries:
+        caps = ",".join(_SHORT_TASKS.get(c, c) for c in entry.capabilities)
+        owner = entry.owned_by or ""
+        sys.stdout.write(f"{entry.id:{width}}  {caps:24} {owner}".rstrip() + "\n")
+    return 0

@@ -1,0 +1,529 @@
+"""The argument parser: every command, its flags and its help text (standard library only).
+
+Each command records the function that runs it as ``"module:function"`` (relative to this
+package); :func:`abstractvision.cli.app.main` imports that module only when the command
+runs, so ``abstractvision --help`` never loads torch, diffusers, Pillow or httpx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from .._version import __version__
+
+EPILOG = """\
+backends (--backend):
+  openai     any OpenAI-compatible HTTP server (--base-url, --api-key)
+  diffusers  local Hugging Face Diffusers (--model, --device, --dtype, --allow-download)
+  sdcpp      local stable-diffusion.cpp (--model FILE or --diffusion-model/--vae/--clip-l ...)
+  Defaults come from ABSTRACTVISION_* environment variables (ABSTRACTVISION_BACKEND,
+  _MODEL, _BASE_URL, _API_KEY, _DEVICE, _DTYPE, _ALLOW_DOWNLOAD, _TIMEOUT_S, _STORE_DIR,
+  _OPT_<NAME>) and an optional config file (--config, ABSTRACTVISION_CONFIG or
+  ~/.config/abstractvision/config.toml); flags win over both.
+
+exit codes:
+  0    success
+  1    generation or backend error (engine failure, provider error, model load failure)
+  2    usage error or invalid input (bad flag, bad value, unknown model, unsupported task)
+  3    a missing optional dependency (the message names the pip install command)
+  130  cancelled (Ctrl-C)
+  141  output pipe closed early (for example `| head`)
+
+Try `abstractvision demo` (no download) and `abstractvision COMMAND --help`.
+Docs: docs/cli.md
+"""
+
+_QUOTED = re.compile(r"'([^']*)'")
+
+
+class CliParser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are one line plus a hint (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = self._hint(message)
+        self.exit(2, f"{self.prog}: error: {message}\nhint: {hint}\n")
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._argv = list(args) if args is not None else None
+        return super().parse_known_args(args, namespace)
+
+    def _command_parser(self) -> argparse.ArgumentParser:
+        """The subcommand parser named in the arguments being parsed (for hints)."""
+        import sys
+
+        argv = getattr(self, "_argv", None)
+        argv = sys.argv[1:] if argv is None else argv
+        parser: argparse.ArgumentParser = self
+        for word in argv:
+            subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            if not subs or word not in subs[0].choices:
+                if word.startswith("-") or not subs:
+                    continue
+                break
+            parser = subs[0].choices[word]
+        return parser
+
+    def _hint(self, message: str) -> str:
+        target = self._command_parser() if message.startswith("unrecognized arguments:") else self
+        help_hint = f"see '{target.prog} --help'."
+        words: list[str] = []
+        if message.startswith("unrecognized arguments:"):
+            words = message.split(":", 1)[1].split()
+            known = sorted(_all_option_strings(target))
+        elif "invalid choice:" in message:
+            head, _, choices = message.partition("(choose from")
+            words = _QUOTED.findall(head)[:1]
+            known = [c.strip(" '\")") for c in choices.split(",")]
+        else:
+            return help_hint
+        for word in words:
+            close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.6)
+            if close:
+                return f"did you mean '{close[0]}'? Or {help_hint}"
+        return help_hint[0].upper() + help_hint[1:]
+
+
+def _all_option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    out: set[str] = set()
+    for action in parser._actions:
+        out.update(s for s in action.option_strings if s.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out |= _all_option_strings(sub)
+    return out
+
+
+# -- value types (argparse turns their ValueError/ArgumentTypeError into a usage error) --
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def port_number(text: str) -> int:
+    value = seed_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
+    return value
+
+
+# -- shared flag groups ---------------------------------------------------------------
+
+_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def _common_parent() -> CliParser:
+    parent = CliParser(add_help=False)
+    group = parent.add_argument_group("general")
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary on stderr")
+    group.add_argument(
+        "--debug", action="store_true", help="print the full traceback on errors (or ABSTRACTVISION_DEBUG=1)"
+    )
+    return parent
+
+
+def _json_parent() -> CliParser:
+    parent = CliParser(add_help=False)
+    parent.add_argument("--json", action="store_true", help="print a machine-readable JSON result on stdout")
+    return parent
+
+
+def _backend_parent(api_key_flag: str = "--api-key") -> CliParser:
+    parent = CliParser(add_help=False)
+    group = parent.add_argument_group("backend (flags > ABSTRACTVISION_* environment > config file)")
+    group.add_argument(
+        "--backend",
+        metavar="NAME",
+        help="openai | diffusers | sdcpp (ABSTRACTVISION_BACKEND); implied 'openai' by --base-url",
+    )
+    group.add_argument("--model", "-m", metavar="ID", help="model id, local folder or checkpoint file")
+    group.add_argument(
+        "--base-url", metavar="URL", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1"
+    )
+    group.add_argument(
+        api_key_flag,
+        dest="api_key",
+        metavar="KEY",
+        help="API key for --base-url (prefer ABSTRACTVISION_API_KEY: flags show up in process lists)",
+    )
+    group.add_argument("--device", metavar="DEV", help="auto | cpu | cuda | cuda:N | mps (local backends)")
+    group.add_argument(
+        "--dtype", metavar="DTYPE", help="float32 | float16 | bfloat16 | auto (local backends)"
+    )
+    group.add_argument(
+        "--allow-download",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="let local backends download missing weights (off by default)",
+    )
+    group.add_argument("--timeout", type=number, metavar="SECONDS", help="request/job deadline in seconds")
+    group.add_argument("--config", metavar="FILE", help="config file (TOML or JSON; ABSTRACTVISION_CONFIG)")
+    group.add_argument(
+        "-O",
+        "--option",
+        action="append",
+        type=key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend config option, repeatable (e.g. -O offload=model; ABSTRACTVISION_OPT_<KEY>)",
+    )
+    sdcpp = parent.add_argument_group("stable-diffusion.cpp components (--backend sdcpp)")
+    for flag, what in (
+        ("--diffusion-model", "diffusion model (GGUF/safetensors) of a component model"),
+        ("--vae", "VAE file"),
+        ("--taesd", "TAESD (tiny autoencoder) file"),
+        ("--clip-l", "CLIP-L text encoder file"),
+        ("--clip-g", "CLIP-G text encoder file"),
+        ("--t5xxl", "T5-XXL text encoder file"),
+        ("--llm", "LLM text encoder file (Qwen-Image and similar)"),
+    ):
+        sdcpp.add_argument(flag, metavar="FILE", help=what)
+    return parent
+
+
+def _output_parent() -> CliParser:
+    parent = CliParser(add_help=False)
+    group = parent.add_argument_group("output")
+    group.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="file (several outputs get -1, -2 ... suffixes) or directory (existing, ending in /, "
+        "or without an extension); default: the current directory",
+    )
+    group.add_argument(
+        "--store", action="store_true", help="also keep the outputs in the local artifact store"
+    )
+    group.add_argument(
+        "--store-dir", metavar="DIR", help="artifact store directory (ABSTRACTVISION_STORE_DIR)"
+    )
+    group.add_argument(
+        "--json", action="store_true", help="print a JSON result (paths, refs, seeds, timings) on stdout"
+    )
+    checks = parent.add_argument_group("checks")
+    checks.add_argument(
+        "--skip-registry-check",
+        action="store_true",
+        help="do not check --model's tasks and parameter limits against the capability registry",
+    )
+    return parent
+
+
+def _add_sampling(group: Any, *, size: bool = True, negative: bool = True) -> None:
+    if negative:
+        group.add_argument("--negative-prompt", metavar="TEXT", help="what to avoid")
+    if size:
+        group.add_argument("-W", "--width", type=positive_int, metavar="PX", help="output width in pixels")
+        group.add_argument("-H", "--height", type=positive_int, metavar="PX", help="output height in pixels")
+    group.add_argument("-s", "--steps", type=positive_int, metavar="N", help="denoising steps")
+    group.add_argument("-g", "--guidance-scale", type=number, metavar="X", help="classifier-free guidance")
+    group.add_argument(
+        "--seed", type=seed_int, metavar="N", help="random seed (batches use seed, seed+1, ...)"
+    )
+
+
+def _add_extra(group: Any) -> None:
+    group.add_argument(
+        "-x",
+        "--extra",
+        action="append",
+        type=key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend-specific request parameter, repeatable (numbers, true/false and JSON are parsed)",
+    )
+
+
+def _add_count(group: Any) -> None:
+    group.add_argument("-c", "--count", type=positive_int, metavar="N", help="number of outputs (one batch)")
+
+
+def _add_lora(group: Any) -> None:
+    group.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="SOURCE[:SCALE]",
+        help="LoRA adapter (path or hub id), repeatable (diffusers)",
+    )
+
+
+def _add_frames(group: Any) -> None:
+    group.add_argument("-f", "--frames", type=positive_int, metavar="N", help="number of video frames")
+    group.add_argument("--fps", type=positive_int, metavar="N", help="frames per second of the video")
+
+
+def build_parser() -> CliParser:
+    """The full ``abstractvision`` parser."""
+    common, backend, output, as_json = _common_parent(), _backend_parent(), _output_parent(), _json_parent()
+    parser = CliParser(
+        prog="abstractvision",
+        description="Generate and edit images and videos from the shell, on OpenAI-compatible, "
+        "Diffusers or stable-diffusion.cpp backends.",
+        epilog=EPILOG,
+        formatter_class=_FORMATTER,
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"abstractvision {__version__}")
+    parser.set_defaults(handler=None)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
+
+    def command(name: str, handler: str, summary: str, parents: Sequence[CliParser], **kw: Any) -> CliParser:
+        sub: CliParser = commands.add_parser(
+            name,
+            help=summary,
+            description=kw.pop("description", summary),
+            parents=list(parents),
+            formatter_class=_FORMATTER,
+            epilog=kw.pop("epilog", "Exit codes and environment: see 'abstractvision --help'."),
+            **kw,
+        )
+        sub.set_defaults(handler=handler, command=name)
+        return sub
+
+    gen = (common, backend, output)
+
+    p = command("generate", "tasks:generate", "text to image", gen)
+    p.add_argument("prompt", help="what to draw")
+    g = p.add_argument_group("generation")
+    _add_sampling(g)
+    _add_count(g)
+    _add_lora(g)
+    _add_extra(g)
+
+    p = command(
+        "edit", "tasks:edit", "edit an image (image to image; inpainting with --mask)", gen, aliases=["i2i"]
+    )
+    p.add_argument("prompt", help="the edit to make")
+    g = p.add_argument_group("generation")
+    g.add_argument(
+        "-i", "--image", required=True, metavar="FILE", help="input image (path, '-' for stdin, artifact:ID)"
+    )
+    g.add_argument("--mask", metavar="FILE", help="inpainting mask, same size as the image (white = repaint)")
+    g.add_argument("--strength", type=number, metavar="X", help="how much to change, 0 < X <= 1")
+    _add_sampling(g)
+    _add_count(g)
+    _add_lora(g)
+    _add_extra(g)
+
+    p = command("upscale", "tasks:upscale", "upscale an image", gen)
+    p.add_argument("image", metavar="IMAGE", help="input image (path, '-' for stdin, artifact:ID)")
+    g = p.add_argument_group("generation")
+    g.add_argument("--scale", type=number, metavar="X", help="upscale factor (for example 2 or 4)")
+    g.add_argument("-p", "--prompt", metavar="TEXT", help="optional text guidance (diffusion upscalers)")
+    _add_sampling(g, size=False)
+    _add_extra(g)
+
+    p = command("video", "tasks:video", "text to video", gen, aliases=["t2v"])
+    p.add_argument("prompt", help="what to film")
+    g = p.add_argument_group("generation")
+    _add_frames(g)
+    _add_sampling(g)
+    _add_count(g)
+    _add_lora(g)
+    _add_extra(g)
+
+    p = command("i2v", "tasks:i2v", "image to video (animate an image)", gen)
+    p.add_argument("prompt", nargs="?", help="optional motion guidance")
+    g = p.add_argument_group("generation")
+    g.add_argument(
+        "-i", "--image", required=True, metavar="FILE", help="image to animate (path, '-', artifact:ID)"
+    )
+    _add_frames(g)
+    _add_sampling(g)
+    _add_count(g)
+    _add_lora(g)
+    _add_extra(g)
+
+    p = command("angles", "tasks:angles", "multi-view images of one subject", gen)
+    p.add_argument("prompt", help="the subject")
+    g = p.add_argument_group("generation")
+    g.add_argument(
+        "-i", "--image", "--reference-image", dest="image", metavar="FILE", help="optional reference image"
+    )
+    g.add_argument(
+        "--angles",
+        metavar="LIST",
+        help="comma-separated angle names or degrees (default: front,three_quarter,side,back)",
+    )
+    g.add_argument("--strength", type=number, metavar="X", help="how far views may depart from the reference")
+    _add_sampling(g)
+    _add_extra(g)
+
+    p = command(
+        "models",
+        "catalog:models",
+        "the capability registry: models, their tasks and parameter limits",
+        (common, as_json),
+        description="List the models of the capability registry, filter them, or show one model's "
+        "tasks and parameter constraints.\n\n"
+        "  abstractvision models\n"
+        "  abstractvision models --task text_to_video\n"
+        "  abstractvision models black-forest-labs/FLUX.1-schnell",
+    )
+    p.add_argument("model_id", nargs="?", metavar="MODEL", help="show this model (id or alias)")
+    p.add_argument("-t", "--task", metavar="TASK", help="only models supporting TASK (e.g. text_to_image)")
+    p.add_argument("--backend", metavar="NAME", help="only models that run on this backend")
+    p.add_argument("--tasks", dest="list_tasks", action="store_true", help="list the task names instead")
+
+    p = command(
+        "provider-models",
+        "catalog:provider_models",
+        "the configured backend's model catalog",
+        (common, backend, as_json),
+    )
+    p.add_argument("-t", "--task", metavar="TASK", help="only models advertising TASK")
+
+    p = command(
+        "store",
+        "store:dispatch",
+        "the local artifact store: list, show, export, delete",
+        (),
+        description="Manage the artifacts kept by --store (ABSTRACTVISION_STORE_DIR or "
+        "~/.abstractvision/assets). IDs may be abbreviated to a unique prefix.",
+    )
+    store_cmds = p.add_subparsers(title="store commands", metavar="ACTION", dest="store_action")
+    store_cmds.required = True
+    store_parent = CliParser(add_help=False)
+    store_parent.add_argument("--store-dir", metavar="DIR", help="store directory (ABSTRACTVISION_STORE_DIR)")
+    sp = store_cmds.add_parser(
+        "list", help="list artifacts, newest first", parents=[common, as_json, store_parent], aliases=["ls"]
+    )
+    sp.add_argument("-t", "--task", metavar="TASK", help="only artifacts of this task")
+    sp.add_argument(
+        "--type", dest="content_type", metavar="MIME", help="MIME prefix, e.g. image/ or video/mp4"
+    )
+    sp.add_argument("-l", "--limit", type=positive_int, metavar="N", help="at most N artifacts")
+    sp = store_cmds.add_parser("show", help="an artifact's metadata", parents=[common, as_json, store_parent])
+    sp.add_argument("artifact_id", metavar="ID")
+    sp = store_cmds.add_parser(
+        "export", help="copy an artifact to a file", parents=[common, as_json, store_parent]
+    )
+    sp.add_argument("artifact_id", metavar="ID")
+    sp.add_argument("-o", "--output", metavar="PATH", help="file or directory (default: current directory)")
+    sp = store_cmds.add_parser(
+        "delete", help="delete artifacts", parents=[common, as_json, store_parent], aliases=["rm"]
+    )
+    sp.add_argument("artifact_ids", nargs="+", metavar="ID")
+
+    p = command(
+        "serve",
+        "serve:serve",
+        "run the HTTP server (OpenAI-compatible API, jobs, playground)",
+        (common, _backend_parent(api_key_flag="--backend-api-key")),
+        description="Serve the configured backend over HTTP: OpenAI-compatible /v1/images/* and "
+        "/v1/videos*, a job API with live progress, and a browser playground at /.\n\n"
+        "  abstractvision serve --backend diffusers --model runwayml/stable-diffusion-v1-5\n"
+        '  abstractvision serve --host 0.0.0.0 --api-key "$KEY" ...   (non-local binds need a key)',
+    )
+    g = p.add_argument_group("server")
+    g.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    g.add_argument("--port", type=port_number, default=8000, help="port (default 8000)")
+    g.add_argument(
+        "--api-key",
+        dest="server_api_key",
+        metavar="KEY",
+        help="clients must send 'Authorization: Bearer KEY' (or ABSTRACTVISION_SERVER_API_KEY); "
+        "the upstream key of --backend openai is --backend-api-key",
+    )
+    g.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow this CORS origin, repeatable",
+    )
+    g.add_argument("--workers", type=positive_int, metavar="N", help="concurrent generations (default 1)")
+    g.add_argument(
+        "--queue-size", type=positive_int, metavar="N", help="waiting jobs before 429 (default 16)"
+    )
+    g.add_argument("--store-dir", metavar="DIR", help="where job outputs are kept")
+    g.add_argument("--job-ttl", type=number, metavar="SECONDS", help="how long finished jobs are kept")
+    g.add_argument("--max-body-bytes", type=positive_int, metavar="N", help="largest accepted request body")
+    g.add_argument("--public-url", metavar="URL", help="base URL used in 'url' responses (behind a proxy)")
+    g.add_argument(
+        "--allow-extra-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="backend 'extra' key clients may set, repeatable (none by default)",
+    )
+    g.add_argument("--preload", action="store_true", help="load the model before accepting requests")
+    g.add_argument(
+        "--log-level",
+        choices=("critical", "error", "warning", "info", "debug"),
+        default=None,
+        help="server log level (default info)",
+    )
+
+    p = command(
+        "doctor",
+        "doctor:doctor",
+        "what is installed: extras, device, torch/CUDA, store and cache directories, settings",
+        (common, backend, as_json),
+    )
+    p.add_argument("--store-dir", metavar="DIR", help="artifact store directory to report")
+
+    p = command(
+        "demo",
+        "demo:demo",
+        "smoke test with no download: a tiny random-weight model makes a (noise) image",
+        (common, as_json),
+        description="Build a tiny random-weight Stable Diffusion pipeline locally (nothing is "
+        "downloaded), generate one image through the normal Diffusers backend path and save it. "
+        "The image is noise: this checks the installation, not image quality.",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default="abstractvision-demo.png",
+        metavar="PATH",
+        help="default ./abstractvision-demo.png",
+    )
+    p.add_argument("--prompt", default="a lighthouse at dusk", help="prompt (it has no visible effect)")
+    p.add_argument(
+        "-s", "--steps", type=positive_int, default=4, metavar="N", help="denoising steps (default 4)"
+    )
+    p.add_argument(
+        "--size", type=positive_int, default=64, metavar="PX", help="width and height (default 64)"
+    )
+    p.add_argument("--seed", type=seed_int, default=0, metavar="N", help="seed (default 0)")
+    p.add_argument("--device", default="cpu", metavar="DEV", help="cpu (default), auto, cuda, mps")
+    return parser
