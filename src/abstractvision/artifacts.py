@@ -164,7 +164,16 @@ class LocalAssetStore:
         if base_dir is None:
             env = os.environ.get(STORE_DIR_ENV_VAR)
             base_dir = env if env else Path.home() / ".abstractvision" / "assets"
-        self._base_dir = Path(base_dir).expanduser().resolve()
+        if not isinstance(base_dir, (str, os.PathLike)) or (
+            isinstance(base_dir, str) and not base_dir.strip()
+        ):
+            raise InvalidRequestError(
+                f"base_dir must be a non-empty path (str or os.PathLike), got {base_dir!r}.", param="base_dir"
+            )
+        try:
+            self._base_dir = Path(base_dir).expanduser().resolve()
+        except (TypeError, ValueError, RuntimeError) as exc:  # NUL byte, bytes path, unknown ~user
+            raise InvalidRequestError(f"Invalid base_dir {base_dir!r}: {exc}.", param="base_dir") from exc
         try:
             self._base_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -223,3 +223,15 @@ def test_tampered_sidecars_never_crash_the_store(tmp_path, sidecar):
         except AbstractVisionError:
             pass
     assert store.load_bytes(good) == b"good"
+
+
+@pytest.mark.parametrize("base_dir", [5, ["a"], b"bytes", "", "   ", "a\x00b", "~no-such-user-av/x"])
+def test_store_base_dir_of_the_wrong_type(tmp_path, monkeypatch, base_dir):
+    """Bug: LocalAssetStore(5) leaked TypeError, LocalAssetStore('a\\x00b') ValueError, and
+    LocalAssetStore('') silently used the current working directory as the store."""
+    from abstractvision import LocalAssetStore
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidRequestError) as info:
+        LocalAssetStore(base_dir)
+    assert info.value.param == "base_dir" and "base_dir" in str(info.value)
