@@ -346,7 +346,9 @@ def _wait_for_job(
             remaining = deadline.remaining()
             if remaining <= 0:
                 raise deadline.error()
-            yield Sleep(min(ctx.poll_interval_s if hint is None else hint, remaining), request.cancel)
+            # the server's hint wins, but "0" must not turn polling into a busy loop
+            wait = ctx.poll_interval_s if hint is None else max(hint, min(ctx.poll_interval_s, 0.1))
+            yield Sleep(min(wait, remaining), request.cancel)
             check_cancel(request.cancel, f"{task} job {job.id}")
             reply = yield from send(
                 ctx.wire, "GET", job_path, deadline=deadline, what=what, cancel=request.cancel

@@ -448,9 +448,12 @@ def download_allowed(wire: Wire, url: str) -> bool:
 
     Entries are ``host`` (any port), ``host:port``, ``*.domain`` or ``*`` (anything).
     """
-    if urlsplit(url).scheme not in ("http", "https"):
+    try:
+        if urlsplit(url).scheme not in ("http", "https"):
+            return False
+        host, port = _origin(url)
+    except ValueError:  # a malformed port or host
         return False
-    host, port = _origin(url)
     if (host, port) == _origin(wire.base_url):
         return True
     for entry in wire.allowed_hosts:

@@ -119,6 +119,7 @@ def test_download_allow_list():
         wire, "https://blob.example.evil/a.png"
     )
     assert not allowed(wire, "ftp://cdn.example/a.png") and not allowed(wire, "file:///etc/passwd")
+    assert not allowed(wire, "http://127.0.0.1:notaport/a.png")
 
 
 def test_decode_b64_accepts_data_urls_and_whitespace():
