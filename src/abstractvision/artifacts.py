@@ -206,11 +206,8 @@ class LocalAssetStore:
     def _blob_path(self, artifact_id: str, content_type: str) -> Path:
         return self._dir_for(artifact_id) / f"{artifact_id}{extension_for_mime(content_type)}"
 
-    def _find_blob(self, artifact_id: str, meta: Optional[dict[str, Any]]) -> Optional[Path]:
-        if meta is not None:
-            path = self._blob_path(artifact_id, str(meta.get("content_type", "")))
-            if path.is_file():
-                return path
+    def _blobs(self, artifact_id: str) -> Iterator[Path]:
+        """Every blob file of the id (the same bytes stored under several content types)."""
         folder = self._dir_for(artifact_id)
         if folder.is_dir():
             for entry in folder.iterdir():
@@ -221,8 +218,14 @@ class LocalAssetStore:
                     and not entry.name.startswith(".")
                     and entry.is_file()
                 ):
-                    return entry
-        return None
+                    yield entry
+
+    def _find_blob(self, artifact_id: str, meta: Optional[dict[str, Any]]) -> Optional[Path]:
+        if meta is not None:
+            path = self._blob_path(artifact_id, str(meta.get("content_type", "")))
+            if path.is_file():
+                return path
+        return next(self._blobs(artifact_id), None)
 
     def get_content_path(self, artifact_id: Union[str, dict[str, Any]]) -> Path:
         """Path of the stored blob (raises :class:`ArtifactNotFoundError`)."""
@@ -411,13 +414,15 @@ class LocalAssetStore:
         return out[:limit] if limit is not None else out
 
     def delete(self, artifact_id: Union[str, dict[str, Any]]) -> bool:
-        """Remove the blob and its sidecar; ``False`` when there was nothing to delete."""
+        """Remove the blob and its sidecar; ``False`` when there was nothing to delete.
+
+        The sidecar goes first, so an interrupted delete never leaves a listed artifact
+        without its bytes; every blob of the id goes (the same bytes stored under several
+        content types have one file per extension).
+        """
         aid = self._validate_id(_artifact_id_of(artifact_id))
         removed = False
-        blob = self._find_blob(aid, self._read_sidecar(aid))
-        for path in (blob, self._sidecar_path(aid)):
-            if path is None:
-                continue
+        for path in (self._sidecar_path(aid), *self._blobs(aid)):
             try:
                 path.unlink()
                 removed = True

@@ -235,3 +235,46 @@ def test_store_base_dir_of_the_wrong_type(tmp_path, monkeypatch, base_dir):
     with pytest.raises(InvalidRequestError) as info:
         LocalAssetStore(base_dir)
     assert info.value.param == "base_dir" and "base_dir" in str(info.value)
+
+
+def test_delete_removes_the_bytes_stored_under_every_content_type(tmp_path):
+    """Bug: the same bytes stored as image/png and as text/plain have two blob files;
+    delete() removed one, so exists()/load_bytes() still found the artifact afterwards."""
+    from abstractvision import LocalAssetStore
+    from abstractvision.errors import ArtifactNotFoundError
+
+    store = LocalAssetStore(tmp_path)
+    aid = store.store_bytes(b"same", content_type="image/png")["$artifact"]
+    store.store_bytes(b"same", content_type="text/plain")
+    assert store.delete(aid) is True
+    assert store.exists(aid) is False and store.get_metadata(aid) is None
+    with pytest.raises(ArtifactNotFoundError):
+        store.load_bytes(aid)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_an_interrupted_delete_never_leaves_a_sidecar_without_its_blob(tmp_path, monkeypatch):
+    """Bug: delete() removed the blob before the sidecar; dying in between left an artifact
+    that list() shows but load_bytes() cannot find."""
+    from pathlib import Path
+
+    from abstractvision import LocalAssetStore
+
+    store = LocalAssetStore(tmp_path)
+    aid = store.store_bytes(b"bytes", content_type="text/plain")["$artifact"]
+    real_unlink = Path.unlink
+    calls: list[str] = []
+
+    def dying_unlink(self, *args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt  # the process dies after the first removal
+        calls.append(self.name)
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", dying_unlink)
+    with pytest.raises(KeyboardInterrupt):
+        store.delete(aid)
+    monkeypatch.undo()
+    for meta in store.list():
+        assert store.load_bytes(meta["artifact_id"])
+    assert calls == [f"{aid}.json"]
