@@ -349,6 +349,8 @@ class LocalAssetStore:
             data = path.read_bytes()
         except FileNotFoundError as exc:  # deleted concurrently
             raise ArtifactNotFoundError(f"No artifact {aid} in {self._base_dir}.") from exc
+        except OSError as exc:  # EIO, EACCES, EISDIR...
+            raise ArtifactStoreError(f"Cannot read artifact {aid} ({path}): {exc.strerror or exc}") from exc
         if hashlib.sha256(data).hexdigest() != aid:
             raise ArtifactIntegrityError(
                 f"Artifact {aid} is corrupted: its bytes no longer match its sha256 ({path})."

@@ -278,3 +278,26 @@ def test_an_interrupted_delete_never_leaves_a_sidecar_without_its_blob(tmp_path,
     for meta in store.list():
         assert store.load_bytes(meta["artifact_id"])
     assert calls == [f"{aid}.json"]
+
+
+def test_read_errors_on_a_blob_are_typed(tmp_path, monkeypatch):
+    """Bug: load_bytes() mapped only FileNotFoundError; any other read error (EIO, EACCES)
+    leaked as a bare OSError."""
+    import errno
+    from pathlib import Path
+
+    from abstractvision import LocalAssetStore
+    from abstractvision.errors import ArtifactStoreError
+
+    store = LocalAssetStore(tmp_path)
+    aid = store.store_bytes(b"bytes", content_type="text/plain")["$artifact"]
+    real = Path.read_bytes
+
+    def failing(self):
+        if self.suffix == ".bin":
+            raise OSError(errno.EIO, "Input/output error")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", failing)
+    with pytest.raises(ArtifactStoreError, match="Input/output error"):
+        store.load_bytes(aid)
