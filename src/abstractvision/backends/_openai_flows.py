@@ -110,6 +110,23 @@ def _materialize(
     return got.content, got.headers.get("content-type"), {"download_s": round(time.monotonic() - started, 6)}
 
 
+def _post(
+    ctx: Context, path: str, prepared: payloads.Prepared, *, deadline: Deadline, what: str, cancel: Any
+) -> Flow[Reply]:
+    return (
+        yield from send(
+            ctx.wire,
+            "POST",
+            path,
+            deadline=deadline,
+            what=what,
+            content=prepared.content,
+            content_type=prepared.content_type,
+            cancel=cancel,
+        )
+    )
+
+
 def _metadata(
     *,
     seed: Optional[int],
@@ -172,16 +189,7 @@ def _images_once(ctx: Context, request: ImageRequest, task: str) -> Flow[list[Ge
     deadline = ctx.deadline(request, f"{task} request")
     _emit(request, task, "in_progress", message="waiting for the provider", raw={"n": prepared.n})
     started = time.monotonic()
-    reply = yield from send(
-        ctx.wire,
-        "POST",
-        path,
-        deadline=deadline,
-        what=what,
-        content=prepared.content,
-        content_type=prepared.content_type,
-        cancel=request.cancel,
-    )
+    reply = yield from _post(ctx, path, prepared, deadline=deadline, what=what, cancel=request.cancel)
     inference_s = round(time.monotonic() - started, 6)
     doc = parse_json(reply, what=what, secrets=ctx.wire.secrets)
     items = payloads.media_items(doc, reply, n=prepared.n, what=what)
@@ -226,16 +234,7 @@ def video(ctx: Context, request: Any, task: str, image: Optional[bytes]) -> Flow
     _emit(
         request, task, "submitting", message="creating the job" if not as_json else "waiting for the provider"
     )
-    reply = yield from send(
-        ctx.wire,
-        "POST",
-        path,
-        deadline=deadline,
-        what=what,
-        content=prepared.content,
-        content_type=prepared.content_type,
-        cancel=request.cancel,
-    )
+    reply = yield from _post(ctx, path, prepared, deadline=deadline, what=what, cancel=request.cancel)
     if as_json:
         return (yield from _sync_video(ctx, request, reply, prepared, model, deadline, what, started))
     job = payloads.parse_job(parse_json(reply, what=what, secrets=ctx.wire.secrets), reply, what=what)
