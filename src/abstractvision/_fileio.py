@@ -46,8 +46,10 @@ def atomic_write_bytes(path: Union[str, os.PathLike[str]], data: bytes, *, fsync
 
     target = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=directory)
+    tmp = None
     try:
+        # inside the try: creating the temporary file fails too (missing directory, EACCES, ENOSPC)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=directory)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -55,8 +57,9 @@ def atomic_write_bytes(path: Union[str, os.PathLike[str]], data: bytes, *, fsync
                 os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         if isinstance(exc, OSError):
             hint = " (the disk is full)" if exc.errno == errno.ENOSPC else ""
             raise ArtifactStoreError(f"Could not write {target}{hint}: {exc.strerror or exc}") from exc

@@ -301,3 +301,16 @@ def test_read_errors_on_a_blob_are_typed(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_bytes", failing)
     with pytest.raises(ArtifactStoreError, match="Input/output error"):
         store.load_bytes(aid)
+
+
+def test_saving_into_a_missing_directory_is_a_typed_error(tmp_path):
+    """Bug: atomic_write_bytes() created its temporary file outside its try block, so a
+    missing directory (or EACCES/ENOSPC on create) leaked a bare FileNotFoundError/OSError,
+    for example from GeneratedAsset.save('/missing/dir/x.png')."""
+    from abstractvision import GeneratedAsset
+    from abstractvision.errors import ArtifactStoreError
+
+    asset = GeneratedAsset("image", b"bytes", "image/png")
+    with pytest.raises(ArtifactStoreError, match="Could not write"):
+        asset.save(tmp_path / "missing" / "dir" / "x.png")
+    assert not (tmp_path / "missing").exists()
