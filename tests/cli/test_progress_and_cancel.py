@@ -64,6 +64,8 @@ def test_progress_renderer_draws_steps_fractions_and_phases() -> None:
 
 def test_sigint_cancels_in_process(cli, fake, tmp_path) -> None:
     """SIGINT delivered to this process while the fake engine steps: cancelled at the next step."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers belong to the main thread")
     fake.backend.steps_delay_s = 0.05
 
     def interrupt() -> None:
@@ -84,10 +86,10 @@ def test_sigint_cancels_in_process(cli, fake, tmp_path) -> None:
     assert fake.backend.closed
 
 
-def test_sigint_in_a_real_process_on_a_terminal() -> None:
+def test_sigint_in_a_real_process_on_a_terminal(tmp_path) -> None:
     """Progress shows on the pty; one SIGINT after the first steps ends the run with 130."""
     run = run_in_pty(
-        ["generate", "a cat", "--steps", "400", "-o", os.devnull + ".png"],
+        ["generate", "a cat", "--steps", "400", "-o", str(tmp_path / "never.png")],
         fake=True,
         timeout=60,
         on_output=send_sigint_once("/400 steps"),
@@ -99,6 +101,7 @@ def test_sigint_in_a_real_process_on_a_terminal() -> None:
     assert "abstractvision: error: cancelled." in run.tty
     assert "Traceback" not in run.tty
     assert run.stdout == ""
+    assert not (tmp_path / "never.png").exists()
 
 
 def test_piped_stderr_has_no_progress_in_a_real_process(tmp_path) -> None:

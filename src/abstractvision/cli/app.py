@@ -10,8 +10,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any, Optional
+
+TYPE_CHECKING = False  # not `from typing import ...`: keeps `--help` free of the typing import
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+    from typing import Any, Optional
 
 __all__ = [
     "EXIT_BROKEN_PIPE",

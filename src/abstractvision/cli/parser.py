@@ -8,12 +8,14 @@ runs, so ``abstractvision --help`` never loads torch, diffusers, Pillow or httpx
 from __future__ import annotations
 
 import argparse
-import difflib
 import re
-from collections.abc import Sequence
-from typing import Any, NoReturn
 
 from .._version import __version__
+
+TYPE_CHECKING = False  # not `from typing import ...`: keeps `--help` free of the typing import
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+    from typing import Any, NoReturn
 
 EPILOG = """\
 backends (--backend):
@@ -80,6 +82,8 @@ class CliParser(argparse.ArgumentParser):
             known = [c.strip(" '\")") for c in choices.split(",")]
         else:
             return help_hint
+        import difflib
+
         for word in words:
             close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.6)
             if close:
