@@ -93,15 +93,17 @@ def baseline(base_url: str, requests: int, concurrency: int) -> dict[str, float]
                 (await client.post(url, content=_RAW_BODY, headers=_RAW_HEADERS)).json()
             seconds = time.perf_counter() - started
             results["raw async"] = _report("baseline: plain httpx.AsyncClient, sequential", requests, seconds)
-            todo = list(range(requests))
 
-            async def worker() -> None:
+            async def worker(todo: list[int]) -> None:
                 while todo:
                     todo.pop()
                     (await client.post(url, content=_RAW_BODY, headers=_RAW_HEADERS)).json()
 
+            warm = list(range(4 * concurrency))
+            await asyncio.gather(*(worker(warm) for _ in range(concurrency)))
+            todo = list(range(requests))
             started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            await asyncio.gather(*(worker(todo) for _ in range(concurrency)))
             seconds = time.perf_counter() - started
             name = f"baseline: plain httpx.AsyncClient, {concurrency} in flight"
             results["raw async concurrent"] = _report(name, requests, seconds)
@@ -122,13 +124,16 @@ def run(base_url: str, requests: int, concurrency: int) -> dict[str, float]:
 
     results["sequential sync"] = _report("sequential, sync backend", requests, _timed(sequential_sync))
 
+    pool = ThreadPoolExecutor(concurrency)
+    list(pool.map(lambda _: backend.generate_image(REQUEST), range(4 * concurrency)))  # warm the pool
+
     def threads() -> None:
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(lambda _: backend.generate_image(REQUEST), range(requests)))
+        list(pool.map(lambda _: backend.generate_image(REQUEST), range(requests)))
 
     results["concurrent threads"] = _report(
         f"concurrent, sync backend, {concurrency} threads", requests, _timed(threads)
     )
+    pool.shutdown()
     backend.close()
 
     async def async_runs() -> None:
@@ -149,6 +154,8 @@ def run(base_url: str, requests: int, concurrency: int) -> dict[str, float]:
                 await call()
 
         async def concurrent(call: Callable[[], Any]) -> float:
+            warm = list(range(4 * concurrency))  # open the pool's connections before timing
+            await asyncio.gather(*(worker(warm, call) for _ in range(concurrency)))
             todo = list(range(requests))
             started = time.perf_counter()
             await asyncio.gather(*(worker(todo, call) for _ in range(concurrency)))
