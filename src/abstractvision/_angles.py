@@ -88,7 +88,9 @@ def _make(azimuth: float, elevation: float) -> AngleView:
     if not (math.isfinite(azimuth) and math.isfinite(elevation)):
         raise InvalidRequestError("angles must be finite numbers of degrees.", param="angles")
     if not -90 <= elevation <= 90:
-        raise InvalidRequestError(f"elevation {elevation:g} is outside [-90, 90] degrees.", param="angles")
+        raise InvalidRequestError(
+            f"angles: elevation {elevation:g} is outside [-90, 90] degrees.", param="angles"
+        )
     azimuth = azimuth % 360
     if azimuth >= 360:  # a tiny negative angle rounds up to 360.0 under float modulo
         azimuth = 0.0

@@ -314,3 +314,11 @@ def test_saving_into_a_missing_directory_is_a_typed_error(tmp_path):
     with pytest.raises(ArtifactStoreError, match="Could not write"):
         asset.save(tmp_path / "missing" / "dir" / "x.png")
     assert not (tmp_path / "missing").exists()
+
+
+def test_elevation_errors_name_the_angles_parameter():
+    """Bug (message): 'elevation 91 is outside [-90, 90] degrees.' did not say which parameter."""
+    from abstractvision._angles import parse_angle
+
+    with pytest.raises(InvalidRequestError, match=r"^angles: elevation 91 is outside"):
+        parse_angle("0,91")
