@@ -162,6 +162,7 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={APIError: _api_error, HTTPException: _http_error, Exception: _unexpected},
     )
+    app.router.redirect_slashes = False  # one spelling per route: no 307 to a slash-less twin
     app.state.av = state
     return app
 

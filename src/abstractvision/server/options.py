@@ -28,7 +28,9 @@ class ServerOptions:
         max_output_pixels: largest requested output, width x height (400 above).
         max_n: most outputs per request.
         coalesce: merge queued requests with the same model and parameters into one
-            batched engine call (only for backends that batch natively).
+            batched engine call (only for backends that batch natively). Off by default:
+            a batched call can differ from a single one in the last bit of some pixels, so
+            a result would depend on what else was queued.
         coalesce_max_batch: most outputs in one coalesced call.
         allowed_extra_keys: backend ``extra`` keys clients may set (none by default: ``extra``
             can name files, so it is closed unless the operator opens keys one by one).
@@ -46,7 +48,7 @@ class ServerOptions:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_output_pixels: int = 4096 * 4096
     max_n: int = 10
-    coalesce: bool = True
+    coalesce: bool = False
     coalesce_max_batch: int = 8
     allowed_extra_keys: tuple[str, ...] = ()
     public_url: Optional[str] = None

@@ -125,6 +125,11 @@ def coerce_form(fields: dict[str, str], schema: dict[str, Any]) -> dict[str, Any
     props = schema.get("properties", {})
     out: dict[str, Any] = {}
     for key, text in fields.items():
+        nested = _BRACKET_RE.match(key)
+        if nested and props.get(nested.group(1), {}).get("type") == "object":
+            # what the OpenAI SDK sends for an object in a multipart body: extra[name]=value
+            out.setdefault(nested.group(1), {})[nested.group(2)] = _scalar(text)
+            continue
         kinds = props.get(key, {}).get("type", "string")
         kinds = [kinds] if isinstance(kinds, str) else list(kinds)
         if "string" in kinds or key not in props:
@@ -147,6 +152,20 @@ def coerce_form(fields: dict[str, str], schema: dict[str, Any]) -> dict[str, Any
         else:
             out[key] = text
     return out
+
+
+_BRACKET_RE = re.compile(r"^(\w+)\[(\w+)\]$")
+
+
+def _scalar(text: str) -> Any:
+    """A form value inside an object: JSON scalars keep their type (``16`` -> 16)."""
+    if text in ("true", "false", "null"):
+        return json.loads(text)
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else text
 
 
 def _to_number(key: str, text: str, cast: type) -> Any:
