@@ -103,6 +103,16 @@ def make_media_ref(
     """Build an artifact ref dict; empty optional fields are left out."""
     if not isinstance(artifact_id, str) or not artifact_id:
         raise InvalidRequestError("artifact_id must be a non-empty string.", param="artifact_id")
+    if size_bytes is not None and (
+        not isinstance(size_bytes, int) or isinstance(size_bytes, bool) or size_bytes < 0
+    ):
+        raise InvalidRequestError(
+            f"size_bytes must be an integer >= 0 or None, got {size_bytes!r}.", param="size_bytes"
+        )
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise InvalidRequestError(
+            f"metadata must be a dict or None, got {type(metadata).__name__}.", param="metadata"
+        )
     out: dict[str, Any] = {"$artifact": artifact_id}
     if content_type:
         out["content_type"] = str(content_type)

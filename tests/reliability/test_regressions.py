@@ -322,3 +322,22 @@ def test_elevation_errors_name_the_angles_parameter():
 
     with pytest.raises(InvalidRequestError, match=r"^angles: elevation 91 is outside"):
         parse_angle("0,91")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"size_bytes": "12"}, "size_bytes"),  # int('12') would pass, int('x') raised ValueError
+        ({"size_bytes": float("nan")}, "size_bytes"),  # ValueError: cannot convert NaN
+        ({"size_bytes": [1]}, "size_bytes"),  # TypeError
+        ({"size_bytes": -1}, "size_bytes"),
+        ({"metadata": ["not", "a", "dict"]}, "metadata"),
+    ],
+)
+def test_make_media_ref_arguments_of_the_wrong_type(kwargs, param):
+    """Bug: make_media_ref(size_bytes=...) leaked ValueError/TypeError from int()."""
+    from abstractvision import make_media_ref
+
+    with pytest.raises(InvalidRequestError) as info:
+        make_media_ref("abc", **kwargs)
+    assert info.value.param == param
