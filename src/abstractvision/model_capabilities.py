@@ -410,6 +410,8 @@ class VisionModelCapabilitiesRegistry:
 
     def supports(self, model_id: str, task: str) -> bool:
         """``True`` when the model is known and lists ``task`` (never raises for unknown models)."""
+        if not isinstance(task, str):
+            return False
         try:
             return task in self.get(model_id).tasks
         except (UnknownModelError, InvalidRequestError):
@@ -470,6 +472,12 @@ class VisionModelCapabilitiesRegistry:
         exhaustive list of what an engine accepts). ``None`` values mean "not given".
         """
         spec = self.require_support(model_id, task)
+        if params is None:
+            return
+        if not isinstance(params, Mapping):
+            raise InvalidRequestError(
+                f"params must be a dict of parameter values, got {type(params).__name__}.", param="params"
+            )
         problems: list[tuple[str, str]] = []
         for name, value in params.items():
             constraint = spec.params.get(name)

@@ -341,3 +341,18 @@ def test_make_media_ref_arguments_of_the_wrong_type(kwargs, param):
     with pytest.raises(InvalidRequestError) as info:
         make_media_ref("abc", **kwargs)
     assert info.value.param == param
+
+
+def test_registry_supports_never_raises_and_validate_params_checks_its_argument():
+    """Bug: supports(model, ['list']) leaked TypeError (unhashable) although documented to
+    never raise; validate_params(model, task, [..]/None) leaked AttributeError."""
+    from abstractvision import VisionModelCapabilitiesRegistry
+
+    reg = VisionModelCapabilitiesRegistry()
+    model = reg.list_models(task="text_to_image")[0]
+    assert reg.supports(model, ["text_to_image"]) is False
+    assert reg.supports(model, {"a": 1}) is False
+    reg.validate_params(model, "text_to_image", None)
+    with pytest.raises(InvalidRequestError, match="params must be a dict") as info:
+        reg.validate_params(model, "text_to_image", [("steps", 4)])
+    assert info.value.param == "params"
