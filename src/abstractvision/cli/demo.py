@@ -52,6 +52,10 @@ def demo(args: argparse.Namespace) -> int:
         quiet_libraries(enabled=not args.debug),
     ):
         progress(ProgressEvent(task=task, phase="loading", message="importing torch and diffusers"))
+        # the slow part of a cold start (seconds), shown as its own phase
+        import torch  # noqa: F401
+        from diffusers import StableDiffusionPipeline  # noqa: F401
+
         from ..backends.huggingface_diffusers import (
             HuggingFaceDiffusersBackendConfig,
             HuggingFaceDiffusersVisionBackend,
