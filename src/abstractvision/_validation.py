@@ -277,5 +277,16 @@ def plan_seeds(count: Any, *, seed: Any = None, seeds: Any = None) -> tuple[int,
         if base + n - 1 > MAX_SEED:
             raise InvalidRequestError(f"seed + count exceeds the largest seed {MAX_SEED}.", param="seed")
         return tuple(base + i for i in range(n))
-    rng = random.SystemRandom()
-    return tuple(rng.randrange(0, 2**32) for _ in range(n))
+    # a random base with consecutive seeds: still one known seed per output, and HTTP
+    # backends can send the whole batch as one request (`seed`, numbered seed+i by servers)
+    start = random.SystemRandom().randrange(0, 2**32)
+    return tuple(start + i for i in range(n))
+
+
+def check_task(task: Any) -> Optional[str]:
+    """``None`` or a known task name (raises :class:`InvalidRequestError` listing the tasks)."""
+    from .types import TASKS
+
+    if task is not None and task not in TASKS:
+        raise InvalidRequestError(f"Unknown task {task!r}. Known tasks: {', '.join(TASKS)}.", param="task")
+    return task

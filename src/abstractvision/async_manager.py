@@ -17,9 +17,10 @@ from typing import Any, Optional, Union
 
 from . import _angles
 from ._core import CallPlan, ManagerCore, Output
+from ._validation import check_task
 from .errors import AbstractVisionError, BackendError, GenerationCancelledError
 from .types import CancelToken, GeneratedAsset, ProgressCallback, ProviderModelInfo
-from .vision_manager import ImageInput, check_task, locals_of
+from .vision_manager import ImageInput, locals_of
 
 __all__ = ["AsyncVisionManager"]
 

@@ -61,8 +61,10 @@ class ProgressEvent:
 
     Attributes:
         task: task name (``"text_to_image"``...).
-        phase: ``"started"``, ``"loading"``, ``"step"``, ``"queued"``, ``"in_progress"``,
-            ``"encoding"``, ``"completed"`` (backends may add their own phases).
+        phase: ``"started"`` and ``"completed"`` (from the manager); ``"loading"``, ``"step"``,
+            ``"encoding"`` (local engines); ``"submitting"``, ``"queued"``, ``"in_progress"``,
+            ``"downloading"`` (remote jobs); ``"view"`` (one per angle of ``generate_angles``).
+            Backends may add their own phases.
         step: current step (1-based) when the engine reports steps.
         total_steps: number of steps when known.
         progress: fraction in ``[0, 1]`` when known.

@@ -18,8 +18,9 @@ from typing import Any, Optional, Union
 
 from . import _angles
 from ._core import CallPlan, ManagerCore, Output
+from ._validation import check_task
 from .errors import AbstractVisionError, BackendError, GenerationCancelledError
-from .types import TASKS, CancelToken, GeneratedAsset, ProgressCallback, ProviderModelInfo
+from .types import CancelToken, GeneratedAsset, ProgressCallback, ProviderModelInfo
 
 __all__ = ["VisionManager"]
 
@@ -380,10 +381,3 @@ _SKIP = {"self", "kwargs", "count", "n", "seeds", "__class__"}
 def locals_of(scope: dict[str, Any]) -> dict[str, Any]:
     """The call's parameters from ``locals()`` (minus self/kwargs and batch controls)."""
     return {k: v for k, v in scope.items() if k not in _SKIP}
-
-
-def check_task(task: Optional[str]) -> None:
-    if task is not None and task not in TASKS:
-        from .errors import InvalidRequestError
-
-        raise InvalidRequestError(f"Unknown task {task!r}. Known tasks: {', '.join(TASKS)}.", param="task")
