@@ -112,3 +112,36 @@ def test_demo_without_the_diffusers_extra(cli, monkeypatch, tmp_path) -> None:
     assert result.code == 3
     assert 'pip install "abstractvision[diffusers]"' in result.err
     assert not os.path.exists(tmp_path / "x.png")
+
+
+def test_sigint_stops_the_diffusion_loop(cli, tiny_sd_dir, tmp_path, monkeypatch) -> None:
+    """Ctrl-C during denoising: the engine stops at its next step and the command exits 130."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    from cli_helpers import TTYStringIO
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers belong to the main thread")
+    tty = TTYStringIO()
+    monkeypatch.setattr(sys, "stderr", tty)
+
+    def interrupt_after_first_step() -> None:
+        deadline = time.monotonic() + 120
+        while "/500 steps" not in tty.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    killer = threading.Thread(target=interrupt_after_first_step)
+    killer.start()
+    result = cli(
+        "generate", "x", "--backend", "diffusers", "--model", tiny_sd_dir, "--device", "cpu",
+        "-W", "32", "-H", "32", "--steps", "500", "-o", str(tmp_path / "never.png"),
+    )  # fmt: skip
+    killer.join()
+    assert result.code == 130
+    assert "cancelled." in tty.getvalue()
+    assert "500/500 steps" not in tty.getvalue()
+    assert not (tmp_path / "never.png").exists()
