@@ -61,6 +61,8 @@ _SCALARS = (
     "timeout_s",
     "store_dir",
 )
+#: settings whose value is text (a path or a name)
+_STRINGS = ("backend", "model", "base_url", "api_key", "device", "dtype", "store_dir")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 DEFAULT_CONFIG_PATHS = (
@@ -183,10 +185,19 @@ def resolve_settings(
     ``options`` dict of backend-specific config fields. ``None`` values are "not given".
     """
     env = os.environ if env is None else env
+    if explicit is not None and not isinstance(explicit, Mapping):
+        raise InvalidRequestError(
+            f"settings must be a mapping of setting names to values, got {type(explicit).__name__}.",
+            param="settings",
+        )
     explicit = dict(explicit or {})
     settings = BackendSettings()
 
     path = config_path or explicit.pop("config", None) or env.get("ABSTRACTVISION_CONFIG") or None
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise InvalidRequestError(
+            f"config must be the path of a JSON or TOML file, got {type(path).__name__}.", param="config"
+        )
     file_data: dict[str, Any] = {}
     if path:
         file_data = load_config_file(path)
@@ -226,9 +237,20 @@ def resolve_settings(
     unknown = set(explicit) - set(_SCALARS) - {"options"}
     if unknown:
         raise InvalidRequestError(
-            f"Unknown setting(s) {sorted(unknown)}; allowed: {', '.join(_SCALARS)}, options.",
+            f"Unknown setting(s) {sorted(map(repr, unknown))}; allowed: {', '.join(_SCALARS)}, options.",
             param="settings",
         )
+    for key in _STRINGS:
+        value = getattr(settings, key)
+        if isinstance(value, os.PathLike) and key == "store_dir":
+            value = os.fspath(value)
+            setattr(settings, key, value)
+        if value is not None and not isinstance(value, str):
+            raise InvalidRequestError(
+                f"{key} must be a string, got {type(value).__name__} {value!r} "
+                f"(from the {settings.sources.get(key, 'settings')}).",
+                param=key,
+            )
     settings.allow_download = _parse_bool(settings.allow_download, "allow_download")
     settings.timeout_s = _parse_float(settings.timeout_s, "timeout_s")
     if settings.backend is not None:

@@ -356,3 +356,24 @@ def test_registry_supports_never_raises_and_validate_params_checks_its_argument(
     with pytest.raises(InvalidRequestError, match="params must be a dict") as info:
         reg.validate_params(model, "text_to_image", [("steps", 4)])
     assert info.value.param == "params"
+
+
+@pytest.mark.parametrize(
+    ("explicit", "param"),
+    [
+        ("backend=openai", "settings"),  # dict('...') raised ValueError
+        (True, "settings"),  # dict(True) raised TypeError
+        ({"config": 5}, "config"),  # Path(5) raised TypeError
+        ({1: "x", "a": 2}, "settings"),  # sorted() over mixed key types raised TypeError
+        ({"model": 5}, "model"),  # silently kept a non-string model
+        ({"base_url": ["http://x"]}, "base_url"),
+    ],
+)
+def test_resolve_settings_with_settings_of_the_wrong_type(explicit, param):
+    """Bug: resolve_settings() leaked ValueError/TypeError for a non-mapping, a non-path
+    config, unknown keys of mixed types, and accepted non-string names and URLs."""
+    from abstractvision.config import resolve_settings
+
+    with pytest.raises(InvalidRequestError) as info:
+        resolve_settings(explicit, env={})
+    assert info.value.param == param
