@@ -19,7 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..errors import BackendError, GenerationCancelledError, InvalidRequestError, OutOfMemoryError
+from ..errors import (
+    AbstractVisionError,
+    BackendError,
+    GenerationCancelledError,
+    InvalidRequestError,
+    OutOfMemoryError,
+)
 from ..types import ProgressEvent
 from ._diffusers_models import _OOM_ADVICE, _is_oom
 from ._diffusers_runtime import import_torch
@@ -213,6 +219,8 @@ def run_pipeline(
         output = pipe(**kwargs)
     except _Cancelled as exc:
         raise GenerationCancelledError(f"{task} cancelled after step {state['steps']}.") from exc
+    except AbstractVisionError:  # raised on purpose, e.g. by an on_progress callback
+        raise
     except TypeError as exc:
         if "unexpected keyword argument" in str(exc) or "positional argument" in str(exc):
             raise InvalidRequestError(f"{type(pipe).__name__} rejected the arguments: {exc}") from exc
