@@ -116,14 +116,19 @@ class WorkerProcess:
         child_env = dict(os.environ if env is None else env)
         root = _package_root()
         child_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, child_env.get("PYTHONPATH", "")) if p)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "abstractvision.backends._sdcpp_worker"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=child_env,
-            close_fds=True,
-        )
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "abstractvision.backends._sdcpp_worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=child_env,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise EngineCrashedError(
+                f"Could not start the stable-diffusion.cpp worker process ({sys.executable!r}): {exc}"
+            ) from exc
         self._finalizer = weakref.finalize(self, _terminate, self.proc)
         self._threads = [
             threading.Thread(target=self._read_messages, name="sdcpp-worker-reader", daemon=True),

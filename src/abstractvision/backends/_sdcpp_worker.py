@@ -39,6 +39,9 @@ FAULT_ENV = "ABSTRACTVISION_SDCPP_FAULT"
 Emit = Callable[[dict[str, Any]], None]
 
 _HEADER = struct.Struct("<Q")
+#: the ctypes callbacks the native library currently points at; module-level so they
+#: outlive any one Engine (a collected callback would leave the library a dangling pointer)
+_INSTALLED_CALLBACKS: list[Any] = []
 _LOG_LEVELS = {0: "debug", 1: "info", 2: "warning", 3: "error"}
 
 
@@ -128,7 +131,6 @@ class Engine:
         self.fault = _parse_fault(fault)
         self.sd: Any = None
         self.log_tail: deque[str] = deque(maxlen=20)
-        self._callbacks: list[Any] = []  # ctypes callbacks must outlive the native calls
         self._phase = "loading"
         self._last_loading = 0.0
         self._image = 0
@@ -182,9 +184,9 @@ class Engine:
         progress_cb = sd_cpp.sd_progress_callback(
             lambda step, steps, t, _d: self._on_progress(step, steps, t)
         )
-        self._callbacks = [log_cb, progress_cb]
         sd_cpp.sd_set_log_callback(log_cb, None)
         sd_cpp.sd_set_progress_callback(progress_cb, None)
+        _INSTALLED_CALLBACKS[:] = [log_cb, progress_cb]
 
     # -- load -------------------------------------------------------------------------
 
@@ -278,7 +280,8 @@ class Engine:
         images: list[tuple[int, Any]] = []
         inference = 0.0
         for start, count in _consecutive_runs(seeds):
-            self._phase, self._image, self._images, self._last_step = "step", 0, count, -1
+            # progress counts images over the whole request, across native batch calls
+            self._phase, self._image, self._images, self._last_step = "step", len(images), len(seeds), -1
             began = time.perf_counter()
             try:
                 # no progress_callback here: the binding would install a temporary ctypes

@@ -439,9 +439,12 @@ class StableDiffusionCppVisionBackend(VisionBackend):
             seeds = [int(s) for s in request.seeds]
             if len(seeds) != n:
                 raise InvalidRequestError(f"{len(seeds)} seeds given for a batch of {n}.", param="seeds")
-            return seeds
-        base = request.seed if request.seed is not None else secrets.randbelow(2**31 - n)
-        return [base + i for i in range(n)]
+        else:
+            base = request.seed if request.seed is not None else secrets.randbelow(2**31 - n)
+            seeds = [int(base) + i for i in range(n)]
+        if any(seed < 0 for seed in seeds):  # sd.cpp would silently pick a random seed
+            raise InvalidRequestError("seeds must be >= 0.", param="seed")
+        return seeds
 
     def _generate(self, task: str, request: Any, *, batch: bool) -> list[GeneratedAsset]:
         self._require(task)
@@ -550,7 +553,7 @@ def _progress_event(task: str, message: dict[str, Any]) -> ProgressEvent:
         return ProgressEvent(
             task=task, phase="step", step=done, total_steps=total, progress=min(1.0, done / total), raw=raw
         )
-    progress = step / steps if phase == "loading" and step is not None and steps else None
+    progress = min(1.0, step / steps) if step is not None and steps else None
     return ProgressEvent(task=task, phase=phase, progress=progress, message=message.get("message"), raw=raw)
 
 

@@ -106,8 +106,10 @@ def test_batch_reports_every_seed_and_matches_single_runs(warm: Any) -> None:
     assert pixels(batch[1]) == pixels(warm.generate_image("a red fox", seed=21, **GEN))
     steps = [e.step for e in events if e.phase == "step"]
     assert steps == list(range(1, 7))  # 3 images x 2 steps, one native call
-    explicit = warm.generate_image_batch("a red fox", seeds=[5, 9], **GEN)
+    events.clear()
+    explicit = warm.generate_image_batch("a red fox", seeds=[5, 9], on_progress=events.append, **GEN)
     assert [a.seed for a in explicit] == [5, 9]
+    assert [e.step for e in events if e.phase == "step"] == [1, 2, 3, 4]  # two engine calls, one count
     assert pixels(explicit[1]) == pixels(warm.generate_image("a red fox", seed=9, **GEN))
 
 
