@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -110,12 +111,14 @@ def _parse_bool(value: Any, name: str) -> Optional[bool]:
 def _parse_float(value: Any, name: str) -> Optional[float]:
     if value is None or value == "":
         return None
+    if isinstance(value, bool):
+        raise InvalidRequestError(f"{name} must be a number of seconds, got {value!r}.", param=name)
     try:
         number = float(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidRequestError(f"{name} must be a number of seconds, got {value!r}.", param=name) from exc
-    if number <= 0:
-        raise InvalidRequestError(f"{name} must be positive, got {value!r}.", param=name)
+    if not math.isfinite(number) or number <= 0:  # NaN would disable every comparison against it
+        raise InvalidRequestError(f"{name} must be a positive, finite number, got {value!r}.", param=name)
     return number
 
 

@@ -377,3 +377,14 @@ def test_resolve_settings_with_settings_of_the_wrong_type(explicit, param):
     with pytest.raises(InvalidRequestError) as info:
         resolve_settings(explicit, env={})
     assert info.value.param == param
+
+
+@pytest.mark.parametrize("value", [10**400, "nan", float("nan"), "inf", float("-inf"), True, "1e999"])
+def test_timeout_must_be_a_positive_finite_number(value):
+    """Bug: timeout_s=10**400 leaked OverflowError; 'nan' and 'inf' were accepted (a NaN
+    deadline never expires, comparisons with it are always false); True became 1 second."""
+    from abstractvision.config import resolve_settings
+
+    with pytest.raises(InvalidRequestError, match="timeout_s") as info:
+        resolve_settings({"timeout_s": value}, env={})
+    assert info.value.param == "timeout_s"
