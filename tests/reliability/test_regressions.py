@@ -388,3 +388,11 @@ def test_timeout_must_be_a_positive_finite_number(value):
     with pytest.raises(InvalidRequestError, match="timeout_s") as info:
         resolve_settings({"timeout_s": value}, env={})
     assert info.value.param == "timeout_s"
+
+
+def test_deeply_nested_json_in_an_option_variable():
+    """Bug: ABSTRACTVISION_OPT_X='[[[[...' leaked RecursionError from json.loads."""
+    from abstractvision.config import resolve_settings
+
+    text = "[" * 100_000
+    assert resolve_settings({}, env={"ABSTRACTVISION_OPT_X": text}).options["x"] == text
