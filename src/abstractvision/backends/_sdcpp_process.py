@@ -112,6 +112,7 @@ class WorkerProcess:
         self.info: dict[str, Any] = {}
         self.stderr_tail: deque[str] = deque(maxlen=40)
         self.log_tail: deque[str] = deque(maxlen=20)
+        self.received = 0  # messages seen from the worker (0: it never got as far as loading)
         self._messages: queue.Queue[dict[str, Any]] = queue.Queue()
         child_env = dict(os.environ if env is None else env)
         root = _package_root()
@@ -233,6 +234,11 @@ class WorkerProcess:
         detail = " | ".join(list(self.stderr_tail)[-8:] + list(self.log_tail)[-4:])
         hint = f" Last output: {detail}" if detail else ""
         self.kill()
+        if loading and not self.received:
+            return EngineCrashedError(
+                f"The stable-diffusion.cpp worker (pid {self.pid}) {how} before it started loading; "
+                f"is stable-diffusion-cpp-python importable by {sys.executable!r}?{hint}"
+            )
         if loading:
             return ModelLoadError(
                 f"The stable-diffusion.cpp worker (pid {self.pid}) {how} while loading the model; "
@@ -276,6 +282,7 @@ class WorkerProcess:
                     continue
                 last_seen = time.monotonic()
                 kind = message.get("type")
+                self.received += kind != "eof"
                 if kind == "eof":
                     raise self._crash_error(loading)
                 if kind in ("ready", "result"):

@@ -195,6 +195,7 @@ class Engine:
         import stable_diffusion_cpp as sd_cpp
 
         self._install_callbacks(sd_cpp)
+        self.emit({"type": "started", "pid": os.getpid()})  # the binding imports: the rest is loading
         action, where = self.fault
         if action and where == "load":
             _trigger(action)

@@ -201,3 +201,16 @@ def test_missing_binding_names_the_extra(monkeypatch: pytest.MonkeyPatch, make_c
     )
     with pytest.raises(OptionalDependencyMissingError, match=r"abstractvision\[sdcpp\]"):
         StableDiffusionCppVisionBackend(make_config())
+
+
+def test_worker_that_cannot_start_is_an_engine_error(
+    make_manager: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import abstractvision.backends._sdcpp_process as proc
+
+    vm = make_manager()
+    with monkeypatch.context() as patch:
+        patch.setattr(proc.sys, "executable", "/nonexistent/python")
+        with pytest.raises(EngineCrashedError, match="Could not start"):
+            vm.generate_image("x", **GEN)
+    works(vm)

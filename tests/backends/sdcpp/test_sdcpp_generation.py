@@ -234,3 +234,11 @@ def test_preload_and_unload(make_manager: Any) -> None:
     vm.unload()
     assert vm.backend.worker_pid is None
     assert vm.generate_image("x", seed=1, **GEN).metadata["worker"]["pid"] != pid
+
+
+def test_upscale_only_backend(make_manager: Any, tiny_flux: Any) -> None:
+    vm = make_manager(diffusion_model=None, taesd=None, clip_l=None, upscaler=tiny_flux.upscaler)
+    assert vm.backend.get_capabilities().supported_tasks == ("image_upscale",)
+    assert vm.upscale_image(red_png((16, 16))).to_pil().size == (32, 32)
+    with pytest.raises(CapabilityNotSupportedError):
+        vm.generate_image("x", **GEN)
