@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib import metadata
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from abstractvision.integrations import abstractcore_plugin
 from abstractvision.integrations.capability import AbstractVisionCapability
@@ -83,3 +87,25 @@ def test_registered_backends_and_factories(make_owner: Any, monkeypatch: Any) ->
     monkeypatch.setenv("ABSTRACTVISION_MODEL", "/models/sd15")
     from_env = default["factory"](make_owner())
     assert (from_env.settings.backend, from_env.settings.model) == ("diffusers", "/models/sd15")
+
+
+def test_the_package_declares_the_entry_point() -> None:
+    """pyproject.toml declares the entry point, and the installed metadata carries it."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    declared = tomllib.loads(pyproject.read_text())["project"].get("entry-points", {})
+    group = declared.get("abstractcore.capabilities_plugins")
+    if group is None:
+        pytest.skip(
+            "pyproject.toml does not declare [project.entry-points.'abstractcore.capabilities_plugins'] yet"
+        )
+    assert group == {"abstractvision": "abstractvision.integrations.abstractcore_plugin:register"}
+    installed = {
+        ep.name: ep.value
+        for ep in metadata.distribution("abstractvision").entry_points
+        if ep.group == "abstractcore.capabilities_plugins"
+    }
+    assert installed == group, "stale install: run `pip install -e . --no-deps` to refresh the metadata"
+    assert metadata.entry_points(group="abstractcore.capabilities_plugins")["abstractvision"].load() is (
+        abstractcore_plugin.register
+    )
