@@ -12,6 +12,7 @@ import pytest
 pytestmark = pytest.mark.diffusers
 
 SD_STEPS = 2
+S = {"width": 32, "height": 32}  # small and fast; 64 is the tiny model's default size
 
 
 def _mask(size: int = 64) -> Any:
@@ -41,13 +42,13 @@ def test_seed_example_config_works_with_a_local_folder(tiny_sd: str, px: Any) ->
 
 def test_same_seed_same_pixels_other_seed_differs(make_manager: Any, tiny_sd: str, px: Any) -> None:
     vm = make_manager(tiny_sd)
-    a = vm.generate_image("a cat", steps=SD_STEPS, seed=7)
-    b = vm.generate_image("a cat", steps=SD_STEPS, seed=7)
-    c = vm.generate_image("a cat", steps=SD_STEPS, seed=8)
+    a = vm.generate_image("a cat", steps=SD_STEPS, seed=7, **S)
+    b = vm.generate_image("a cat", steps=SD_STEPS, seed=7, **S)
+    c = vm.generate_image("a cat", steps=SD_STEPS, seed=8, **S)
     assert (px(a) == px(b)).all()
     assert (px(a) != px(c)).any()
     # a second backend (fresh load) reproduces the same image from the seed
-    other = make_manager(tiny_sd).generate_image("a cat", steps=SD_STEPS, seed=7)
+    other = make_manager(tiny_sd).generate_image("a cat", steps=SD_STEPS, seed=7, **S)
     assert (px(other) == px(a)).all()
 
 
@@ -78,8 +79,8 @@ def test_metadata_and_png_text_chunks(make_manager: Any, tiny_sd: str) -> None:
 
 def test_unseeded_call_reports_the_seed_it_used(make_manager: Any, tiny_sd: str, px: Any) -> None:
     vm = make_manager(tiny_sd)
-    first = vm.generate_image("a dog", steps=SD_STEPS)
-    again = vm.generate_image("a dog", steps=SD_STEPS, seed=first.seed)
+    first = vm.generate_image("a dog", steps=SD_STEPS, **S)
+    again = vm.generate_image("a dog", steps=SD_STEPS, seed=first.seed, **S)
     assert (px(first) == px(again)).all()
 
 
@@ -97,7 +98,7 @@ def test_native_batch_is_one_pipeline_call_with_every_seed(
 
     monkeypatch.setattr(diffusers.StableDiffusionPipeline, "__call__", spy)
     vm = make_manager(tiny_sd)
-    assets = vm.generate_image_batch("a cat", count=3, seed=40, steps=SD_STEPS)
+    assets = vm.generate_image_batch("a cat", count=3, seed=40, steps=SD_STEPS, **S)
     assert len(calls) == 1
     assert calls[0]["num_images_per_prompt"] == 3
     assert [g.initial_seed() for g in calls[0]["generator"]] == [40, 41, 42]
@@ -106,9 +107,9 @@ def test_native_batch_is_one_pipeline_call_with_every_seed(
     assert [a.metadata["batch"]["index"] for a in assets] == [0, 1, 2]
     assert (px(assets[0]) != px(assets[1])).any()
     # each image of the batch is reproducible alone from its seed (batched kernels may round differently)
-    single = vm.generate_image("a cat", seed=41, steps=SD_STEPS)
+    single = vm.generate_image("a cat", seed=41, steps=SD_STEPS, **S)
     assert abs(px(single) - px(assets[1])).max() <= 2
-    again = vm.generate_image_batch("a cat", seeds=[40, 41, 42], steps=SD_STEPS)
+    again = vm.generate_image_batch("a cat", seeds=[40, 41, 42], steps=SD_STEPS, **S)
     assert all((px(x) == px(y)).all() for x, y in zip(assets, again, strict=True))
 
 
@@ -126,10 +127,10 @@ def test_task_switches_reuse_the_loaded_weights(
 
     monkeypatch.setattr(diffusers.DiffusionPipeline, "from_pretrained", classmethod(counting))
     vm = make_manager(tiny_sd)
-    base = vm.generate_image("a cat", steps=SD_STEPS, seed=1)
+    base = vm.generate_image("a cat", steps=SD_STEPS, seed=1, **S)
     edited = vm.edit_image("a dog", base.data, strength=0.5, steps=4, seed=1)
-    painted = vm.edit_image("a dog", base.data, mask=_mask(), strength=0.9, steps=SD_STEPS, seed=1)
-    again = vm.generate_image("a cat", steps=SD_STEPS, seed=1)
+    painted = vm.edit_image("a dog", base.data, mask=_mask(32), strength=0.9, steps=SD_STEPS, seed=1)
+    again = vm.generate_image("a cat", steps=SD_STEPS, seed=1, **S)
     assert loads == [tiny_sd]
     assert vm.backend.load_count == 1
     assert edited.metadata["pipeline"] == "StableDiffusionImg2ImgPipeline"
@@ -147,11 +148,10 @@ def test_task_switches_reuse_the_loaded_weights(
 
 def test_inpainting_keeps_unmasked_pixels_closer(make_manager: Any, tiny_sd: str, px: Any) -> None:
     vm = make_manager(tiny_sd)
-    base = vm.generate_image("a cat", steps=SD_STEPS, seed=2)
-    painted = vm.edit_image("a dog", base.data, mask=_mask(), strength=1.0, steps=SD_STEPS, seed=5)
-    inside = abs(px(painted) - px(base))[24:40, 24:40].mean()
-    assert painted.to_pil().size == (64, 64)
-    assert inside > 0
+    base = vm.generate_image("a cat", steps=SD_STEPS, seed=2, **S)
+    painted = vm.edit_image("a dog", base.data, mask=_mask(32), strength=1.0, steps=SD_STEPS, seed=5)
+    assert painted.to_pil().size == (32, 32)
+    assert abs(px(painted) - px(base))[12:20, 12:20].mean() > 0
 
 
 def test_edit_defaults_to_the_input_size_and_reports_resizes(make_manager: Any, tiny_sd: str) -> None:
@@ -169,7 +169,7 @@ def test_edit_defaults_to_the_input_size_and_reports_resizes(make_manager: Any, 
 
 def test_progress_events_per_step_and_loading(make_manager: Any, tiny_sd: str) -> None:
     events: list[Any] = []
-    make_manager(tiny_sd).generate_image("a cat", steps=3, seed=0, on_progress=events.append)
+    make_manager(tiny_sd).generate_image("a cat", steps=3, seed=0, on_progress=events.append, **S)
     phases = [e.phase for e in events]
     assert phases[0] == "started" and phases[-1] == "completed"
     assert phases.count("loading") == 2
@@ -192,10 +192,10 @@ def test_cancel_stops_within_one_step(make_manager: Any, tiny_sd: str) -> None:
             cancel.set()
 
     with pytest.raises(GenerationCancelledError):
-        vm.generate_image("a cat", steps=8, seed=0, on_progress=on_progress, cancel=cancel)
+        vm.generate_image("a cat", steps=8, seed=0, on_progress=on_progress, cancel=cancel, **S)
     assert steps == [1]
     # the pipeline is usable again afterwards
-    assert vm.generate_image("a cat", steps=SD_STEPS, seed=0).to_pil().size == (64, 64)
+    assert vm.generate_image("a cat", steps=SD_STEPS, seed=0, **S).to_pil().size == (32, 32)
 
 
 def test_unsupported_parameters_are_rejected(make_manager: Any, tiny_sd: str) -> None:
@@ -211,7 +211,7 @@ def test_unsupported_parameters_are_rejected(make_manager: Any, tiny_sd: str) ->
     with pytest.raises(InvalidRequestError, match="multiple of 2"):
         vm.generate_image("a cat", steps=SD_STEPS, width=63)
     # a valid pipeline argument passes through extra and is reported
-    asset = vm.generate_image("a cat", steps=SD_STEPS, seed=0, extra={"eta": 0.0})
+    asset = vm.generate_image("a cat", steps=SD_STEPS, seed=0, extra={"eta": 0.0}, **S)
     assert asset.metadata["parameters"]["eta"] == 0.0
 
 
@@ -263,9 +263,9 @@ def test_async_manager_runs_the_backend(tiny_sd: str, make_backend: Any) -> None
 
     async def main() -> Any:
         async with AsyncVisionManager(backend=make_backend(tiny_sd)) as vm:
-            return await vm.generate_image("a cat", steps=SD_STEPS, seed=0)
+            return await vm.generate_image("a cat", steps=SD_STEPS, seed=0, **S)
 
     asset = asyncio.run(main())
     from PIL import Image
 
-    assert Image.open(io.BytesIO(asset.data)).size == (64, 64)
+    assert Image.open(io.BytesIO(asset.data)).size == (32, 32)

@@ -227,3 +227,13 @@ def test_describe(make_backend: Any, tiny_sd: str) -> None:
         "device": "cpu",
         "dtype": "float32",
     }
+
+
+def test_compile_option_compiles_the_denoiser_in_place(make_backend: Any, tiny_sd: str) -> None:
+    # nn.Module.compile() only installs the compiled call; tracing would happen on the first step
+    backend = make_backend(tiny_sd, compile=True, compile_backend="eager")
+    backend.preload()
+    entry = next(iter(backend._cache))
+    assert entry.runtime_options["compile"] == {"backend": "eager", "mode": None}
+    assert type(entry.pipe.unet).__name__ == "UNet2DConditionModel"
+    assert entry.pipe.unet._compiled_call_impl is not None
