@@ -30,7 +30,15 @@ from typing import Any, Optional, Union
 
 from .errors import InvalidRequestError
 
-__all__ = ["BACKENDS", "BackendSettings", "create_backend", "create_manager", "resolve_settings"]
+__all__ = [
+    "BACKENDS",
+    "BackendSettings",
+    "coerce_option",
+    "create_backend",
+    "create_manager",
+    "load_config_file",
+    "resolve_settings",
+]
 
 #: backend name -> (module, config class, backend class)
 BACKENDS: dict[str, tuple[str, str, str]] = {
@@ -122,7 +130,8 @@ def _parse_float(value: Any, name: str) -> Optional[float]:
     return number
 
 
-def _coerce_option(text: str) -> Any:
+def coerce_option(text: str) -> Any:
+    """Parse a KEY=VALUE option value: booleans, numbers and JSON lists/objects; else the string."""
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -217,7 +226,7 @@ def resolve_settings(
         k: env[f"ABSTRACTVISION_{k.upper()}"] for k in _SCALARS if env.get(f"ABSTRACTVISION_{k.upper()}")
     }
     env_layer["options"] = {
-        k[len("ABSTRACTVISION_OPT_") :].lower(): _coerce_option(v)
+        k[len("ABSTRACTVISION_OPT_") :].lower(): coerce_option(v)
         for k, v in env.items()
         if k.startswith("ABSTRACTVISION_OPT_")
     }
@@ -324,8 +333,19 @@ def create_backend(settings: BackendSettings) -> Any:
     return backend_cls(config=config)
 
 
-def create_manager(settings: BackendSettings, *, use_store: bool = False, asynchronous: bool = False) -> Any:
-    """A :class:`VisionManager` (or :class:`AsyncVisionManager`) over :func:`create_backend`."""
+def create_manager(
+    settings: BackendSettings,
+    *,
+    use_store: bool = False,
+    asynchronous: bool = False,
+    model_id: Optional[str] = None,
+    registry: Any = None,
+) -> Any:
+    """A :class:`VisionManager` (or :class:`AsyncVisionManager`) over :func:`create_backend`.
+
+    ``model_id`` enables registry gating (see ``VisionManager``); ``use_store`` returns
+    artifact refs from a :class:`LocalAssetStore` in ``settings.store_dir``.
+    """
     from .artifacts import LocalAssetStore
 
     backend = create_backend(settings)
@@ -333,7 +353,7 @@ def create_manager(settings: BackendSettings, *, use_store: bool = False, asynch
     if asynchronous:
         from .async_manager import AsyncVisionManager
 
-        return AsyncVisionManager(backend=backend, store=store)
+        return AsyncVisionManager(backend=backend, store=store, model_id=model_id, registry=registry)
     from .vision_manager import VisionManager
 
-    return VisionManager(backend=backend, store=store)
+    return VisionManager(backend=backend, store=store, model_id=model_id, registry=registry)

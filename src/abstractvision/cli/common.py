@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, Optional
 
-from ..config import BackendSettings, _coerce_option, resolve_settings
+from ..config import BackendSettings, coerce_option, resolve_settings
 from ..errors import InvalidRequestError
 
 #: sd.cpp component flags -> backend option names
@@ -20,7 +20,7 @@ SDCPP_COMPONENTS = ("diffusion_model", "vae", "taesd", "clip_l", "clip_g", "t5xx
 
 def parse_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """``[("steps", "4"), ("x", "[1,2]")]`` -> ``{"steps": 4, "x": [1, 2]}`` (numbers, booleans, JSON)."""
-    return {key: _coerce_option(value) for key, value in pairs}
+    return {key: coerce_option(value) for key, value in pairs}
 
 
 def settings_from_args(args: argparse.Namespace) -> BackendSettings:

@@ -68,7 +68,6 @@ def _lora(text: str) -> dict[str, Any]:
 def build_manager(settings: Any, *, use_store: bool, registry_check: bool) -> Any:
     """A manager over the configured backend; with a registry model id, its limits are checked first."""
     from .. import config
-    from ..vision_manager import VisionManager
 
     model_id = registry = None
     if registry_check and isinstance(settings.model, str) and settings.model.strip():
@@ -77,13 +76,7 @@ def build_manager(settings: Any, *, use_store: bool, registry_check: bool) -> An
         candidate = VisionModelCapabilitiesRegistry()
         if settings.model in candidate:
             model_id, registry = candidate.resolve(settings.model), candidate
-    backend = config.create_backend(settings)
-    store = None
-    if use_store:
-        from ..artifacts import LocalAssetStore
-
-        store = LocalAssetStore(settings.store_dir)
-    return VisionManager(backend=backend, store=store, model_id=model_id, registry=registry)
+    return config.create_manager(settings, use_store=use_store, model_id=model_id, registry=registry)
 
 
 def _to_item(result: Any, store: Any) -> OutputItem:
