@@ -98,8 +98,14 @@ def coerce_image_input(value: Any, *, name: str, store: Any = None) -> bytes:
             )
         try:
             data = store.load_bytes(str(value["$artifact"]))
-        except ArtifactError as exc:
+        except (ArtifactError, InvalidRequestError) as exc:  # InvalidRequestError: an id the store rejects
             raise InvalidRequestError(f"{name}: {exc}", param=name) from exc
+        except Exception as exc:  # a custom MediaStore's own failure (KeyError, OSError...)
+            raise InvalidRequestError(
+                f"{name}: the store could not load artifact {value['$artifact']!r} "
+                f"({type(exc).__name__}: {exc}).",
+                param=name,
+            ) from exc
     elif isinstance(value, str) and value.startswith("data:"):
         data = _decode_data_url(value, name)
     elif isinstance(value, (str, os.PathLike)):

@@ -396,3 +396,33 @@ def test_deeply_nested_json_in_an_option_variable():
 
     text = "[" * 100_000
     assert resolve_settings({}, env={"ABSTRACTVISION_OPT_X": text}).options["x"] == text
+
+
+class _KeyErrorStore:
+    """A custom MediaStore whose load_bytes raises its own exception for unknown ids."""
+
+    def store_bytes(self, content, **kwargs):  # pragma: no cover - not used
+        raise NotImplementedError
+
+    def load_bytes(self, artifact_id):
+        raise KeyError(artifact_id)
+
+    def get_metadata(self, artifact_id):  # pragma: no cover - not used
+        return None
+
+
+@pytest.mark.parametrize(
+    ("store_kind", "artifact_id"),
+    [("local", "../../etc/passwd"), ("local", "0" * 64 + "\n"), ("custom", "missing")],
+)
+def test_image_refs_the_store_rejects_name_the_input(tmp_path, store_kind, artifact_id):
+    """Bug: an image ref with an id the store rejects raised InvalidRequestError(param=
+    'artifact_id') that did not say which input was wrong; a custom store's KeyError leaked."""
+    from abstractvision import LocalAssetStore
+    from fakes import png_bytes
+
+    store = LocalAssetStore(tmp_path) if store_kind == "local" else _KeyErrorStore()
+    vm = VisionManager(backend=FakeBackend(), store=store)
+    with pytest.raises(InvalidRequestError, match=r"^mask: ") as info:
+        vm.edit_image("edit", png_bytes(), mask={"$artifact": artifact_id})
+    assert info.value.param == "mask"
