@@ -211,15 +211,20 @@ def run_video(
         )
         prepare_for_call(entry, pipe)
         call = PipelineCall.build(pipe, task, (seed,), request.extra)
+        width, height = request.width, request.height
         if isinstance(request, ImageToVideoRequest):
-            call.set("image", decode_image(request.image))
+            image = decode_image(request.image)
+            call.set("image", image)
+            if width is None and height is None and call.accepts("width"):
+                # animate at the input's size (fitted to the model's grid), not the pipeline's default
+                width, height = _fit_to_multiple(image.size, _video_multiple(pipe) or 16)
         call.set("prompt", request.prompt)
         call.set("negative_prompt", request.negative_prompt, public="negative_prompt")
         call.set("num_inference_steps", request.steps, public="steps")
         call.set("guidance_scale", request.guidance_scale, public="guidance_scale")
-        _check_video_shape(pipe, request.width, request.height, request.num_frames)
-        call.set("width", request.width, public="width")
-        call.set("height", request.height, public="height")
+        _check_video_shape(pipe, width, height, request.num_frames)
+        call.set("width", width, public="width")
+        call.set("height", height, public="height")
         call.set("num_frames", request.num_frames, public="num_frames")
         outcome = run_pipeline(
             call,
@@ -311,18 +316,23 @@ def _check_video_shape(
             f"(for example {lower} or {lower + temporal}).",
             param="num_frames",
         )
+    multiple = _video_multiple(pipe)
+    for name, value in (("width", width), ("height", height)):
+        if multiple and value is not None and value % multiple:
+            raise InvalidRequestError(
+                f"{name}={value} must be a multiple of {multiple} for {type(pipe).__name__}.", param=name
+            )
+
+
+def _video_multiple(pipe: Any) -> Optional[int]:
+    """What frame width/height must be a multiple of (VAE spatial factor x patch size), when known."""
     spatial = getattr(pipe, "vae_scale_factor_spatial", None) or getattr(
         pipe, "vae_spatial_compression_ratio", None
     )
     if not isinstance(spatial, int):
-        return
+        return None
     patch = getattr(getattr(getattr(pipe, "transformer", None), "config", None), "patch_size", 1) or 1
-    multiple = spatial * (patch[-1] if isinstance(patch, (list, tuple)) else int(patch))
-    for name, value in (("width", width), ("height", height)):
-        if value is not None and value % multiple:
-            raise InvalidRequestError(
-                f"{name}={value} must be a multiple of {multiple} for {type(pipe).__name__}.", param=name
-            )
+    return spatial * (patch[-1] if isinstance(patch, (list, tuple)) else int(patch))
 
 
 def _native_video_task(pipe: Any) -> str:

@@ -61,6 +61,9 @@ def test_wan_image_to_video(make_manager: Any, tiny_wan_i2v: str) -> None:
     video = vm.image_to_video(Image.new("RGB", (16, 16), "red"), "a cat", num_frames=5, seed=0, **WAN)
     assert video.metadata["pipeline"] == "WanImageToVideoPipeline"
     assert len(_decode(video.data)[1]) == 5
+    # without width/height the video takes the input image's size (fitted to the 16 px grid)
+    sized = vm.image_to_video(Image.new("RGB", (40, 20), "red"), "a cat", num_frames=5, seed=0, steps=1)
+    assert (sized.metadata["parameters"]["width"], sized.metadata["parameters"]["height"]) == (32, 16)
 
 
 def test_encode_mp4_pads_odd_sizes_and_accepts_pil_frames() -> None:
