@@ -557,6 +557,10 @@ class RuntimeArtifactStoreAdapter:
             raise
         except (KeyError, FileNotFoundError) as exc:
             raise ArtifactNotFoundError(f"Artifact not found: {aid}") from exc
+        except Exception as exc:
+            raise ArtifactStoreError(
+                f"The external artifact store failed to load {aid}: {type(exc).__name__}: {exc}"
+            ) from exc
         if artifact is None:
             raise ArtifactNotFoundError(f"Artifact not found: {aid}")
         if isinstance(artifact, (bytes, bytearray, memoryview)):
@@ -573,7 +577,16 @@ class RuntimeArtifactStoreAdapter:
         meta_fn = getattr(self._store, "get_metadata", None)
         if not callable(meta_fn):
             return None
-        meta = meta_fn(aid)
+        try:
+            meta = meta_fn(aid)
+        except AbstractVisionError:
+            raise
+        except (KeyError, FileNotFoundError):  # "no such artifact": None, as documented
+            return None
+        except Exception as exc:
+            raise ArtifactStoreError(
+                f"The external artifact store failed to read the metadata of {aid}: {type(exc).__name__}: {exc}"
+            ) from exc
         if meta is None:
             return None
         if isinstance(meta, dict):

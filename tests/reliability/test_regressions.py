@@ -426,3 +426,30 @@ def test_image_refs_the_store_rejects_name_the_input(tmp_path, store_kind, artif
     with pytest.raises(InvalidRequestError, match=r"^mask: ") as info:
         vm.edit_image("edit", png_bytes(), mask={"$artifact": artifact_id})
     assert info.value.param == "mask"
+
+
+class _BrokenExternalStore:
+    def store(self, content, *, content_type):
+        return {"artifact_id": "x"}
+
+    def load(self, artifact_id):
+        raise ValueError("backend database is locked")
+
+    def get_metadata(self, artifact_id):
+        if artifact_id == "missing":
+            raise KeyError(artifact_id)
+        raise RuntimeError("connection reset")
+
+
+def test_runtime_adapter_maps_the_external_store_read_errors():
+    """Bug: RuntimeArtifactStoreAdapter mapped the external store's errors on store() but
+    not on load() (only KeyError/FileNotFoundError) nor get_metadata() (nothing)."""
+    from abstractvision import RuntimeArtifactStoreAdapter
+    from abstractvision.errors import ArtifactStoreError
+
+    adapter = RuntimeArtifactStoreAdapter(_BrokenExternalStore())
+    with pytest.raises(ArtifactStoreError, match="database is locked"):
+        adapter.load_bytes("x")
+    assert adapter.get_metadata("missing") is None
+    with pytest.raises(ArtifactStoreError, match="connection reset"):
+        adapter.get_metadata("x")
