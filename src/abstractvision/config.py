@@ -37,6 +37,7 @@ __all__ = [
     "create_backend",
     "create_manager",
     "load_config_file",
+    "normalize_backend_name",
     "resolve_settings",
 ]
 
@@ -103,6 +104,18 @@ class BackendSettings:
         if out.get("api_key"):
             out["api_key"] = "***"
         return out
+
+
+def normalize_backend_name(name: Any, *, param: str = "backend") -> str:
+    """``"hf"`` -> ``"diffusers"``, ``"sd.cpp"`` -> ``"sdcpp"``... (raises for unknown names)."""
+    key = str(name or "").strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in BACKENDS:
+        raise InvalidRequestError(
+            f"Unknown backend {name!r}; choose one of: {', '.join(BACKENDS)} (aliases: {', '.join(sorted(_ALIASES))}).",
+            param=param,
+        )
+    return key
 
 
 def _parse_bool(value: Any, name: str) -> Optional[bool]:
@@ -266,14 +279,7 @@ def resolve_settings(
     settings.allow_download = _parse_bool(settings.allow_download, "allow_download")
     settings.timeout_s = _parse_float(settings.timeout_s, "timeout_s")
     if settings.backend is not None:
-        name = str(settings.backend).strip().lower()
-        name = _ALIASES.get(name, name)
-        if name not in BACKENDS:
-            raise InvalidRequestError(
-                f"Unknown backend {settings.backend!r}; choose one of: {', '.join(BACKENDS)}.",
-                param="backend",
-            )
-        settings.backend = name
+        settings.backend = normalize_backend_name(settings.backend)
     elif settings.base_url:
         settings.backend = "openai"
         settings.sources["backend"] = "implied by base_url"

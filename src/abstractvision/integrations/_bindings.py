@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..config import _ALIASES, BACKENDS, BackendSettings, resolve_settings
+from ..config import BackendSettings, resolve_settings
+from ..config import normalize_backend_name as config_normalize_backend_name
 from ..errors import InvalidRequestError
 
 __all__ = [
@@ -56,15 +57,7 @@ _REMOTE_BACKENDS = {"openai"}
 
 def normalize_backend_name(name: Any) -> str:
     """``"openai-compatible"`` -> ``"openai"``, ``"huggingface"`` -> ``"diffusers"``... (raises when unknown)."""
-    text = str(name or "").strip().lower()
-    text = _ALIASES.get(text, text)
-    if text not in BACKENDS:
-        raise InvalidRequestError(
-            f"Unknown vision provider {name!r}; choose one of: {', '.join(BACKENDS)} "
-            f"(aliases: {', '.join(sorted(_ALIASES))}).",
-            param="provider",
-        )
-    return text
+    return config_normalize_backend_name(name, param="provider")
 
 
 def _owner_config(owner: Any) -> Mapping[str, Any]:
