@@ -19,7 +19,7 @@ pytest.importorskip("multipart")
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from server_helpers import diffusers_server
+from server_helpers import TINY_KEY, diffusers_server
 
 from fakes import FakeBackend
 
@@ -35,7 +35,6 @@ def serve() -> Iterator[Any]:
         app = create_app(target if target is not None else FakeBackend(), **options)
         cm = serve_in_thread(app)
         server = cm.__enter__()
-        server.app = app
         stack.append(cm)
         return server
 
@@ -78,8 +77,8 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_server(tiny_models: dict[str, str]) -> Iterator[Any]:
-    """One server for a module: ``tiny-sd`` (images) and ``tiny-wan`` (video) models."""
-    with diffusers_server(tiny_models) as server:
+    """One server per session: ``tiny-sd`` (images) and ``tiny-wan`` (video), API key ``TINY_KEY``."""
+    with diffusers_server(tiny_models, api_key=TINY_KEY) as server:
         yield server

@@ -12,6 +12,7 @@ from typing import Any
 from abstractvision.types import ImageGenerationRequest
 from fakes import FakeBackend, png_bytes
 
+TINY_KEY = "tiny-server-key"
 WAN = {"steps": 2, "width": 16, "height": 16, "extra": {"max_sequence_length": 16}}
 
 
@@ -81,7 +82,6 @@ def diffusers_server(tiny_models: dict[str, str], **options: Any) -> Iterator[An
     app = create_app(backends, **options)
     try:
         with serve_in_thread(app) as server:
-            server.app = app
             yield server
     finally:
         for backend in backends.values():

@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from server_helpers import WAN, image_size, png
+from server_helpers import TINY_KEY, WAN, image_size, png
 
 pytestmark = [pytest.mark.server, pytest.mark.diffusers]
 
@@ -18,7 +18,8 @@ IMG = {"steps": 2}
 
 @pytest.fixture(scope="module")
 def sdk(tiny_server):
-    client = openai.OpenAI(base_url=tiny_server.url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    """The official client, with the server's API key (without it: 401, see test_security)."""
+    client = openai.OpenAI(base_url=tiny_server.url + "/v1", api_key=TINY_KEY, max_retries=0, timeout=120)
     yield client
     client.close()
 
@@ -69,7 +70,7 @@ def test_images_generate_url_is_served_from_the_artifact_store(sdk, tiny_server)
     )
     url = result.data[0].url
     assert url.startswith(tiny_server.url + "/v1/artifacts/")
-    r = httpx.get(url)
+    r = httpx.get(url, headers={"Authorization": f"Bearer {TINY_KEY}"})
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert image_size(r.content) == (64, 64)
     from abstractvision._media import read_png_text

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from server_helpers import TINY_KEY
 
 pytestmark = [pytest.mark.server, pytest.mark.diffusers]
 
@@ -51,53 +52,53 @@ def test_static_assets_are_package_data(serve, client):
     assert c.get("/playground/style.css").headers["content-type"].startswith("text/css")
 
 
-def test_playground_generates_an_image_with_live_progress(browser, tiny_models):
-    from server_helpers import diffusers_server
+def open_playground(browser, server, errors: list[str]):
+    """Load the page, type the API key, wait for the model list; console errors go to ``errors``."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(server.url + "/")
+    page.fill("#api-key", TINY_KEY)
+    page.dispatch_event("#api-key", "change")
+    expect(page.locator("#model option")).to_have_count(2)
+    errors.clear()  # the first /v1/models call, before the key was typed, was a 401
+    return page
 
-    with diffusers_server({"tiny-sd": tiny_models["tiny-sd"]}, api_key="playground-key-123") as server:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        page.goto(server.url + "/")
-        page.fill("#api-key", "playground-key-123")
-        page.dispatch_event("#api-key", "change")
-        expect(page.locator("#model option")).to_have_count(1)
-        errors.clear()  # the first /v1/models call, before the key was typed, was a 401
-        assert page.input_value("#model") == "tiny-sd"
-        assert page.input_value("#task") == "text_to_image"
-        page.fill("#prompt", "a watercolor lighthouse")
-        page.fill("#steps", "4")
-        page.fill("#seed", "42")
-        page.click("#generate")
-        page.wait_for_selector("#results img", timeout=120_000)
-        expect(page.locator("#status")).to_have_text(re.compile("^completed"))
-        steps = page.locator("#events li").all_inner_texts()
-        assert any(text.startswith("step 4/4") for text in steps), steps
-        assert page.eval_on_selector("#progress", "el => el.value") == 1
-        natural = page.eval_on_selector("#results img", "img => [img.naturalWidth, img.naturalHeight]")
-        assert natural == [64, 64]
-        page.wait_for_selector("#artifacts img")
-        assert page.get_attribute("#results .download", "download").endswith(".png")
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
-        assert not errors, errors
-        page.close()
+
+def test_playground_generates_an_image_with_live_progress(browser, tiny_server):
+    errors: list[str] = []
+    page = open_playground(browser, tiny_server, errors)
+    assert page.input_value("#model") == "tiny-sd"
+    assert page.input_value("#task") == "text_to_image"
+    page.fill("#prompt", "a watercolor lighthouse")
+    page.fill("#steps", "4")
+    page.fill("#seed", "42")
+    page.click("#generate")
+    page.wait_for_selector("#results img", timeout=120_000)
+    expect(page.locator("#status")).to_have_text(re.compile("^completed"))
+    steps = page.locator("#events li").all_inner_texts()
+    assert any(text.startswith("step 4/4") for text in steps), steps
+    assert page.eval_on_selector("#progress", "el => el.value") == 1
+    natural = page.eval_on_selector("#results img", "img => [img.naturalWidth, img.naturalHeight]")
+    assert natural == [64, 64]
+    page.wait_for_selector("#artifacts img")
+    assert page.get_attribute("#results .download", "download").endswith(".png")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
+    assert not errors, errors
+    page.close()
     assert (ARTIFACTS / "playground.png").stat().st_size > 10_000
 
 
-def test_playground_cancel(browser, tiny_models):
-    from server_helpers import diffusers_server
-
-    with diffusers_server({"tiny-sd": tiny_models["tiny-sd"]}) as server:
-        page = browser.new_page()
-        page.goto(server.url + "/")
-        expect(page.locator("#model option")).to_have_count(1)
-        page.fill("#prompt", "a very long generation")
-        page.fill("#steps", "5000")
-        page.click("#generate")
-        expect(page.locator("#status")).to_have_text(re.compile("^in_progress · step"), timeout=60_000)
-        page.click("#cancel")
-        expect(page.locator("#status")).to_have_text("cancelled", timeout=60_000)
-        assert page.is_enabled("#generate")
-        page.close()
+def test_playground_cancel(browser, tiny_server):
+    errors: list[str] = []
+    page = open_playground(browser, tiny_server, errors)
+    page.fill("#prompt", "a very long generation")
+    page.fill("#steps", "5000")
+    page.click("#generate")
+    expect(page.locator("#status")).to_have_text(re.compile("^in_progress · step"), timeout=60_000)
+    page.click("#cancel")
+    expect(page.locator("#status")).to_have_text("cancelled", timeout=60_000)
+    assert page.is_enabled("#generate")
+    assert not errors, errors
+    page.close()

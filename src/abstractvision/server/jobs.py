@@ -82,6 +82,7 @@ class Job:
         self.seq = 0
         self.changed = asyncio.Event()
         self.done = asyncio.Event()
+        self.ready = asyncio.Event()  # outputs in memory (keep_assets), or finished
         self._publish("status", self._status_payload())
 
     # -- state ------------------------------------------------------------------------
@@ -144,6 +145,7 @@ class Job:
             self.error_headers = dict(error.headers)
         self._publish("status", self._status_payload())
         self.done.set()
+        self.ready.set()
         return True
 
     # -- views ------------------------------------------------------------------------
@@ -286,6 +288,7 @@ class JobRunner:
         self.calls = 0
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._storing: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -303,7 +306,7 @@ class JobRunner:
         self.pending.clear()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._storing, return_exceptions=True)
         self._tasks = []
 
     # -- queue ------------------------------------------------------------------------
@@ -405,14 +408,21 @@ class JobRunner:
             offset += job.spec.n
             if job.terminal:
                 continue
-            try:
-                refs = await asyncio.to_thread(self._store_all, job, mine)
-            except Exception as exc:
-                await self._fail([job], exc)
-                continue
-            if job.keep_assets:
+            if job.keep_assets:  # a synchronous b64_json response needs no store round trip
                 job.assets = list(mine)
-            job.finish("completed", ttl_s=self.opts.job_ttl_s, results=refs)
+                job.ready.set()
+            # storing runs beside the workers: a worker slot bounds engine calls, not disk writes
+            task = asyncio.get_running_loop().create_task(self._complete(job, mine))
+            self._storing.add(task)
+            task.add_done_callback(self._storing.discard)
+
+    async def _complete(self, job: Job, assets: list[GeneratedAsset]) -> None:
+        try:
+            refs = await asyncio.to_thread(self._store_all, job, assets)
+        except Exception as exc:
+            await self._fail([job], exc)
+            return
+        job.finish("completed", ttl_s=self.opts.job_ttl_s, results=refs)
 
     def _store_all(self, job: Job, assets: list[GeneratedAsset]) -> list[dict[str, Any]]:
         return [self.artifacts.put(a, job_id=job.id, task=job.task) for a in assets]

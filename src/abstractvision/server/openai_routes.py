@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import time
 from typing import Any, Optional
 
@@ -80,8 +81,9 @@ def _common_params(body: dict[str, Any], opts: Any) -> dict[str, Any]:
     return params
 
 
-async def wait_for_job(request: Request, job: Job) -> None:
-    """Wait for ``job`` to finish; cancel it if the client goes away first."""
+async def wait_for_job(request: Request, job: Job, event: Optional[asyncio.Event] = None) -> None:
+    """Wait for ``event`` (default: the job finished); cancel the job if the client goes away first."""
+    target = event if event is not None else job.done
 
     async def disconnected() -> None:
         while True:
@@ -89,16 +91,16 @@ async def wait_for_job(request: Request, job: Job) -> None:
             if message["type"] == "http.disconnect":
                 return
 
-    done = asyncio.ensure_future(job.done.wait())
+    waiting = asyncio.ensure_future(target.wait())
     gone = asyncio.ensure_future(disconnected())
     try:
-        await asyncio.wait({done, gone}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (done, gone):
+        for task in (waiting, gone):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-    if not job.terminal:
+    if not target.is_set():
         state_of(request).runner(job).cancel(job)
 
 
@@ -119,23 +121,26 @@ def job_error_response(job: Job) -> JSONResponse:
 
 
 async def _images_response(request: Request, job: Job) -> Response:
-    await wait_for_job(request, job)
-    if job.status != "completed":
-        return job_error_response(job)
+    """The OpenAI ``ImagesResponse``: b64_json answers as soon as the outputs exist (the
+    artifact store write finishes in the background); url waits for the store."""
+    b64 = job.spec.response_format != "url"
+    await wait_for_job(request, job, job.ready if b64 else job.done)
     assets, job.assets = job.assets, []
-    data = []
-    for ref, asset in zip(job.result_views(), assets, strict=False):
-        if job.spec.response_format == "url":
-            data.append({"url": ref["url"]})
-        else:
-            data.append({"b64_json": base64.b64encode(asset.data).decode("ascii")})
-    body: dict[str, Any] = {"created": int(job.completed_at or time.time()), "data": data}
-    first = assets[0] if assets else None
-    if first is not None and first.mime_type.startswith("image/"):
+    if not assets or (not b64 and job.status != "completed"):
+        return job_error_response(job)
+    if b64:
+        data = [{"b64_json": base64.b64encode(a.data).decode("ascii")} for a in assets]
+    else:
+        data = [{"url": ref["url"]} for ref in job.result_views()]
+    body: dict[str, Any] = {"created": int(time.time()), "data": data}
+    first = assets[0]
+    if first.mime_type.startswith("image/"):
         body["output_format"] = first.mime_type.split("/", 1)[1]
         with contextlib.suppress(Exception):
-            width, height = first.to_pil().size
-            body["size"] = f"{width}x{height}"
+            from PIL import Image
+
+            with Image.open(io.BytesIO(first.data)) as img:  # header only
+                body["size"] = f"{img.size[0]}x{img.size[1]}"
     return JSONResponse(body, headers={"X-Job-Id": job.id})
 
 

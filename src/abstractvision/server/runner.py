@@ -103,6 +103,11 @@ class RunningServer:
         self.thread = thread
         self.url = url
 
+    @property
+    def app(self) -> Any:
+        """The ASGI app being served."""
+        return self.server.config.app
+
     def stop(self, timeout: float = 30.0) -> None:
         self.server.should_exit = True
         self.thread.join(timeout)
@@ -122,7 +127,10 @@ def serve_in_thread(
     _require_server_extra()
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on sockets that say they are TCP,
+    # and without it every keep-alive response waits ~40 ms (Nagle + delayed ACK).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
