@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
 from . import _angles, _media, _validation
+from .artifacts import _json_safe
 from .backends.base_backend import TASK_METHODS
 from .errors import (
     BackendError,
@@ -441,9 +442,9 @@ class ManagerCore:
             meta["batch"] = {"index": index, "count": total, "seeds": list(plan.seeds)}
         else:
             meta.setdefault("seed", plan.request.seed if hasattr(plan.request, "seed") else None)
-        meta["parameters"] = (
-            {**params, **meta.get("parameters", {})} if isinstance(meta.get("parameters"), dict) else params
-        )
+        merged = {**params, **meta["parameters"]} if isinstance(meta.get("parameters"), dict) else params
+        # the caller's values (extra...) may hold anything: keep the recorded copy JSON-safe
+        meta["parameters"] = _json_safe(merged)
         timings = dict(meta.get("timings") or {})
         timings["total_s"] = round(time.perf_counter() - plan.started, 6)
         meta["timings"] = timings
