@@ -20,6 +20,7 @@ from . import _angles, _media, _validation
 from .artifacts import _json_safe
 from .backends.base_backend import TASK_METHODS
 from .errors import (
+    AbstractVisionError,
     BackendError,
     BackendNotConfiguredError,
     CapabilityNotSupportedError,
@@ -75,7 +76,17 @@ class ProgressRelay:
             return
         if event.elapsed_s is None:
             event = dataclasses.replace(event, elapsed_s=round(time.perf_counter() - self.started, 6))
-        self.callback(event)
+        try:
+            self.callback(event)
+        except AbstractVisionError:  # GenerationCancelledError raised on purpose, for example
+            raise
+        except Exception as exc:
+            # the same BackendError whether it fails here or inside an engine's step loop, where
+            # the managers already wrapped it
+            raise BackendError(
+                f"on_progress raised {type(exc).__name__}: {exc} (it is called with one ProgressEvent; "
+                "use cancel= or raise GenerationCancelledError to stop a generation)."
+            ) from exc
 
     def emit(self, phase: str, **fields: Any) -> None:
         if self.callback is not None:

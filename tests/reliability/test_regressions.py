@@ -455,3 +455,41 @@ def test_runtime_adapter_maps_the_external_store_read_errors():
     assert adapter.get_metadata("missing") is None
     with pytest.raises(ArtifactStoreError, match="connection reset"):
         adapter.get_metadata("x")
+
+
+def _raising(event):
+    raise ZeroDivisionError("division by zero")
+
+
+@pytest.mark.parametrize("callback", [int, lambda: None, _raising])
+@pytest.mark.parametrize("surface", ["sync", "async"])
+def test_a_failing_progress_callback_is_one_typed_error(callback, surface):
+    """Bug: an on_progress callback that raises (or cannot take the event, like int or a
+    zero-argument lambda) leaked its TypeError/ZeroDivisionError when the manager emitted
+    'started', but became a BackendError when the backend called it during the steps."""
+    import asyncio
+
+    from abstractvision import AsyncVisionManager
+    from abstractvision.errors import BackendError
+
+    with pytest.raises(BackendError, match="on_progress raised") as info:
+        if surface == "sync":
+            VisionManager(backend=FakeBackend()).generate_image("a", on_progress=callback)
+        else:
+            asyncio.run(AsyncVisionManager(backend=FakeBackend()).generate_image("a", on_progress=callback))
+    assert info.value.__cause__ is not None
+
+
+def test_a_progress_callback_failing_inside_the_backend_steps():
+    calls = []
+
+    def fails_on_steps(event):
+        calls.append(event.phase)
+        if event.phase == "step":
+            raise ValueError("bad step")
+
+    from abstractvision.errors import BackendError
+
+    with pytest.raises(BackendError, match="on_progress raised ValueError: bad step"):
+        VisionManager(backend=FakeBackend()).generate_image("a", on_progress=fails_on_steps, steps=3)
+    assert calls == ["started", "step"]
