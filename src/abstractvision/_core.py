@@ -143,6 +143,11 @@ class ManagerCore:
                 "store must be a MediaStore (with store_bytes/load_bytes), for example LocalAssetStore().",
                 param="store",
             )
+        if registry is not None and not callable(getattr(registry, "require_support", None)):
+            raise InvalidRequestError(
+                f"registry must be a VisionModelCapabilitiesRegistry, got {type(registry).__name__}.",
+                param="registry",
+            )
         self.backend = backend
         self.store = store
         self.model_id = model_id

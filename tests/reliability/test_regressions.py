@@ -493,3 +493,14 @@ def test_a_progress_callback_failing_inside_the_backend_steps():
     with pytest.raises(BackendError, match="on_progress raised ValueError: bad step"):
         VisionManager(backend=FakeBackend()).generate_image("a", on_progress=fails_on_steps, steps=3)
     assert calls == ["started", "step"]
+
+
+@pytest.mark.parametrize("registry", ["registry.json", 5, {"models": {}}])
+def test_a_registry_of_the_wrong_type(registry):
+    """Bug: VisionManager(model_id=..., registry='registry.json') leaked AttributeError."""
+    from abstractvision import AsyncVisionManager
+
+    for cls in (VisionManager, AsyncVisionManager):
+        with pytest.raises(InvalidRequestError, match="registry must be") as info:
+            cls(backend=FakeBackend(), model_id="runwayml/stable-diffusion-v1-5", registry=registry)
+        assert info.value.param == "registry"
