@@ -138,7 +138,23 @@ class ManagerCore:
     ) -> None:
         if model_id is not None and (not isinstance(model_id, str) or not model_id.strip()):
             raise InvalidRequestError("model_id must be a non-empty string or None.", param="model_id")
-        if store is not None and not callable(getattr(store, "store_bytes", None)):
+        if backend is not None and (
+            isinstance(backend, type)
+            or not any(callable(getattr(backend, m, None)) for m in TASK_METHODS.values())
+        ):
+            what = (
+                f"the class {backend.__name__}; pass an instance"
+                if isinstance(backend, type)
+                else type(backend).__name__
+            )
+            raise InvalidRequestError(
+                f"backend must be a VisionBackend instance (with task methods such as generate_image), got {what}. "
+                "abstractvision.config.create_backend() builds one from a name.",
+                param="backend",
+            )
+        if store is not None and (
+            isinstance(store, type) or not callable(getattr(store, "store_bytes", None))
+        ):
             raise InvalidRequestError(
                 "store must be a MediaStore (with store_bytes/load_bytes), for example LocalAssetStore().",
                 param="store",

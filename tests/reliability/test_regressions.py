@@ -504,3 +504,26 @@ def test_a_registry_of_the_wrong_type(registry):
         with pytest.raises(InvalidRequestError, match="registry must be") as info:
             cls(backend=FakeBackend(), model_id="runwayml/stable-diffusion-v1-5", registry=registry)
         assert info.value.param == "registry"
+
+
+@pytest.mark.parametrize("backend", ["openai", True, 5, FakeBackend])
+def test_a_backend_of_the_wrong_type_is_refused_at_construction(backend):
+    """Bug: VisionManager(backend='openai') (or True, or the FakeBackend class itself) was
+    accepted; list_provider_models()/preload() then leaked AttributeError and the class
+    leaked TypeError from get_capabilities() (called without an instance)."""
+    from abstractvision import AsyncVisionManager
+
+    for cls in (VisionManager, AsyncVisionManager):
+        with pytest.raises(InvalidRequestError, match="backend must be a VisionBackend instance") as info:
+            cls(backend=backend)
+        assert info.value.param == "backend"
+
+
+def test_a_store_class_instead_of_an_instance_is_refused():
+    """Bug: VisionManager(store=LocalAssetStore) (the class) passed the duck-type check and
+    the first store_bytes() call leaked TypeError."""
+    from abstractvision import LocalAssetStore
+
+    with pytest.raises(InvalidRequestError, match="store must be a MediaStore") as info:
+        VisionManager(backend=FakeBackend(), store=LocalAssetStore)
+    assert info.value.param == "store"
