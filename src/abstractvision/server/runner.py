@@ -39,7 +39,7 @@ def check_bind(host: str, api_key: Optional[str]) -> None:
     if not is_loopback_host(host) and not api_key:
         raise InvalidRequestError(
             f"Refusing to listen on {host!r} without an API key: anyone who can reach this address could "
-            "use the server. Pass an API key (serve --api-key ...) or bind to 127.0.0.1.",
+            "use the server. Pass an API key (serve --api-key, or ABSTRACTVISION_SERVER_API_KEY) or bind to 127.0.0.1.",
             param="host",
         )
 
