@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
-from ..errors import InvalidRequestError
+from ..errors import BackendError, InvalidRequestError
 from ..types import (
     GeneratedAsset,
     ImageEditRequest,
@@ -101,6 +101,8 @@ def run_images(
             call, output_type="pil", on_progress=request.on_progress, cancel=request.cancel
         )
         images = list(outcome.output.images)
+    if len(images) != len(planned):
+        raise BackendError(f"{type(pipe).__name__} returned {len(images)} images for {len(planned)} seeds.")
     started = time.perf_counter()
     encoded = [png_bytes(img) for img in images]
     encode_s = time.perf_counter() - started
@@ -139,14 +141,17 @@ def run_images(
 
 def run_upscale(backend: Any, request: ImageUpscaleRequest, model_id: str) -> GeneratedAsset:
     from ._diffusers_call import PipelineCall, decode_image, new_seed, png_bytes, run_pipeline
+    from ._diffusers_models import prepare_for_call
 
     task = "image_upscale"
     seed = new_seed() if request.seed is None else int(request.seed)
     backend._check_cancel(request, task)
     with backend._lock:
         entry, load_s = backend._model(model_id, task, request.on_progress)
+        backend._check_cancel(request, task)
         backend._require_task(entry, task)
         pipe = entry.pipe
+        prepare_for_call(entry, pipe)
         native = 2 if "Latent" in type(pipe).__name__ else int(getattr(pipe, "vae_scale_factor", 4))
         if request.scale is not None and request.scale > native:
             raise InvalidRequestError(
@@ -174,8 +179,8 @@ def run_upscale(backend: Any, request: ImageUpscaleRequest, model_id: str) -> Ge
     params["native_scale"] = native
     if request.scale is not None and request.scale != native:
         size = (round(image.width * request.scale), round(image.height * request.scale))
+        params["resampled_from"] = [out.width, out.height]
         out = out.resize(size, _lanczos())
-        params["resampled_from"] = [image.width * native, image.height * native]
     params.update(scale=request.scale or native, width=out.width, height=out.height)
     data = png_bytes(out)
     timings = {
