@@ -139,7 +139,6 @@ class CallOutcome:
     output: Any
     inference_s: float
     steps_run: int
-    total_steps: Optional[int]
 
 
 class _Cancelled(Exception):
@@ -244,7 +243,6 @@ def run_pipeline(
         output=output,
         inference_s=time.perf_counter() - started,
         steps_run=int(state["steps"]),
-        total_steps=_total_steps(pipe, fallback),
     )
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -232,7 +231,6 @@ class LoadedModel:
     adapters: OrderedDict[str, tuple[str, Optional[str]]] = field(default_factory=OrderedDict)
     active_adapters: tuple[tuple[str, float], ...] = ()
     hook_owner: Any = None
-    loaded_at: float = field(default_factory=time.time)
 
     def info(self) -> dict[str, Any]:
         return {

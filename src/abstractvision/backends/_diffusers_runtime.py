@@ -24,11 +24,13 @@ __all__ = [
     "Family",
     "apply_offload",
     "apply_runtime_options",
+    "check_offload",
     "classify_pipeline",
     "dtype_name",
     "free_memory",
     "import_diffusers",
     "import_torch",
+    "native_video_task",
     "resolve_device",
     "resolve_dtype",
 ]
@@ -156,9 +158,10 @@ class Family:
     tasks: Optional[tuple[str, ...]]
     supports_mask: Optional[bool] = None
 
-    @property
-    def known(self) -> bool:
-        return self.tasks is not None
+
+def native_video_task(class_name: str) -> str:
+    """The task a video pipeline class runs itself (its sibling, if any, comes from ``from_pipe``)."""
+    return "image_to_video" if any(m in class_name for m in _I2V_MARKERS) else "text_to_video"
 
 
 def classify_pipeline(class_name: Optional[str]) -> Family:
@@ -168,8 +171,7 @@ def classify_pipeline(class_name: Optional[str]) -> Family:
     if "Upscale" in class_name:
         return Family(class_name, "upscaler", ("image_upscale",), False)
     if any(m in class_name for m in _VIDEO_MARKERS) and "Img2Img" not in class_name:
-        native = "image_to_video" if any(m in class_name for m in _I2V_MARKERS) else "text_to_video"
-        video_tasks = {native, *VIDEO_SIBLINGS.get(class_name, {})}
+        video_tasks = {native_video_task(class_name), *VIDEO_SIBLINGS.get(class_name, {})}
         return Family(class_name, "video", tuple(sorted(video_tasks)), False)
     try:
         from diffusers.pipelines import auto_pipeline as ap
@@ -222,12 +224,17 @@ def choose_offload(pipe: Any, device: str) -> str:
     return "sequential"
 
 
-def apply_offload(pipe: Any, device: str, mode: str, *, current: str = "none") -> str:
-    """Place ``pipe`` for ``mode`` (switching from ``current``); return the effective mode."""
+def check_offload(mode: Any) -> str:
     if mode not in OFFLOAD_MODES:
         raise InvalidRequestError(
             f"offload={mode!r}; use one of {', '.join(OFFLOAD_MODES)}.", param="offload"
         )
+    return str(mode)
+
+
+def apply_offload(pipe: Any, device: str, mode: str, *, current: str = "none") -> str:
+    """Place ``pipe`` for ``mode`` (switching from ``current``); return the effective mode."""
+    check_offload(mode)
     if mode == "auto":
         mode = choose_offload(pipe, device)
     if mode != "none" and device.split(":", 1)[0] not in ("cuda", "xpu"):

@@ -197,6 +197,7 @@ def run_video(
 ) -> GeneratedAsset:
     from ._diffusers_call import PipelineCall, decode_image, new_seed, run_pipeline
     from ._diffusers_models import apply_loras, derive_pipeline, prepare_for_call
+    from ._diffusers_runtime import native_video_task
     from ._video_encode import encode_mp4
 
     seed = new_seed() if request.seed is None else int(request.seed)
@@ -205,7 +206,7 @@ def run_video(
         entry, load_s = backend._model(backend._model_id(request.extra), task, request.on_progress)
         backend._check_cancel(request, task)
         backend._require_task(entry, task)
-        variant = "native" if task == _native_video_task(entry.pipe) else task
+        variant = "native" if task == native_video_task(type(entry.pipe).__name__) else task
         pipe = derive_pipeline(entry, variant)
         loras = apply_loras(
             entry,
@@ -338,18 +339,6 @@ def _video_multiple(pipe: Any) -> Optional[int]:
         return None
     patch = getattr(getattr(getattr(pipe, "transformer", None), "config", None), "patch_size", 1) or 1
     return spatial * (patch[-1] if isinstance(patch, (list, tuple)) else int(patch))
-
-
-def _native_video_task(pipe: Any) -> str:
-    from ._diffusers_runtime import classify_pipeline
-
-    tasks = classify_pipeline(type(pipe).__name__).tasks or ()
-    name = type(pipe).__name__
-    if "image_to_video" in tasks and any(
-        m in name for m in ("ImageToVideo", "I2V", "StableVideoDiffusion", "ConsisID")
-    ):
-        return "image_to_video"
-    return "text_to_video"
 
 
 def _family_fps(class_name: str) -> int:

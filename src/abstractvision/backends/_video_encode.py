@@ -37,7 +37,7 @@ class EncodedVideo:
 
 
 def frames_to_uint8(frames: Any) -> Any:
-    """Turn pipeline frames into one ``uint8`` numpy array of shape ``(F, H, W, 3)``."""
+    """Turn pipeline frames (an array or a list of PIL images) into ``uint8`` ``(F, H, W, 3)``."""
     import numpy as np
 
     if isinstance(frames, (list, tuple)):
@@ -46,10 +46,6 @@ def frames_to_uint8(frames: Any) -> Any:
         if hasattr(frames[0], "convert"):  # PIL images
             return np.stack([np.asarray(f.convert("RGB"), dtype=np.uint8) for f in frames])
         frames = np.stack([np.asarray(f) for f in frames])
-    if hasattr(frames, "detach"):  # torch tensor (F, C, H, W) or (F, H, W, C)
-        frames = frames.detach().float().cpu().numpy()
-        if frames.ndim == 4 and frames.shape[1] in (1, 3) and frames.shape[-1] not in (1, 3):
-            frames = frames.transpose(0, 2, 3, 1)
     arr = np.asarray(frames)
     if arr.ndim != 4 or arr.shape[-1] not in (1, 3, 4):
         raise BackendError(

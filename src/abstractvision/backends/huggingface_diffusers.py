@@ -102,16 +102,13 @@ class HuggingFaceDiffusersBackendConfig:
     max_batch: Optional[int] = None
 
     def __post_init__(self) -> None:
-        from ._diffusers_runtime import OFFLOAD_MODES
+        from ._diffusers_runtime import check_offload
 
         if not isinstance(self.model_id, str) or not self.model_id.strip():
             raise InvalidRequestError(
                 "model_id must be a local pipeline folder or a Hugging Face model id.", param="model_id"
             )
-        if self.offload not in OFFLOAD_MODES:
-            raise InvalidRequestError(
-                f"offload={self.offload!r}; use one of {', '.join(OFFLOAD_MODES)}.", param="offload"
-            )
+        check_offload(self.offload)
         for name in ("max_loaded_models", "max_lora_adapters"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -415,12 +412,9 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
 
     def set_offload(self, mode: str) -> None:
         """Switch offload (``none``/``model``/``sequential``/``auto``) for loaded and future models."""
-        from ._diffusers_runtime import OFFLOAD_MODES, apply_offload
+        from ._diffusers_runtime import apply_offload, check_offload
 
-        if mode not in OFFLOAD_MODES:
-            raise InvalidRequestError(
-                f"offload={mode!r}; use one of {', '.join(OFFLOAD_MODES)}.", param="offload"
-            )
+        check_offload(mode)
         with self._lock:
             for entry in self._cache:
                 for pipe in entry.derived.values():
