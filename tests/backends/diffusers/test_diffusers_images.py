@@ -269,3 +269,13 @@ def test_async_manager_runs_the_backend(tiny_sd: str, make_backend: Any) -> None
     from PIL import Image
 
     assert Image.open(io.BytesIO(asset.data)).size == (32, 32)
+
+
+def test_concurrent_calls_share_one_load(make_manager: Any, tiny_sd: str, px: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    vm = make_manager(tiny_sd)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        assets = list(pool.map(lambda s: vm.generate_image("a cat", steps=1, seed=s, **S), [1, 2, 1]))
+    assert vm.backend.load_count == 1
+    assert (px(assets[0]) == px(assets[2])).all() and (px(assets[0]) != px(assets[1])).any()

@@ -80,3 +80,10 @@ def test_encode_mp4_pads_odd_sizes_and_accepts_pil_frames() -> None:
     assert video.data[4:8] == b"ftyp" and b"moov" in video.data[:2048]  # faststart
     pil = [Image.new("RGB", (8, 8), c) for c in ("red", "green")]
     assert encode_mp4(pil, fps=2).num_frames == 2
+
+
+def test_video_batch_reports_one_seed_per_video(make_manager: Any, tiny_wan: str) -> None:
+    videos = make_manager(tiny_wan).generate_video_batch("a cat", count=2, seed=5, num_frames=5, **WAN)
+    assert [v.seed for v in videos] == [5, 6]
+    assert videos[0].data != videos[1].data
+    assert all(len(_decode(v.data)[1]) == 5 for v in videos)
