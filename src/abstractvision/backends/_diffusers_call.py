@@ -27,7 +27,7 @@ from ..errors import (
     OutOfMemoryError,
 )
 from ..types import ProgressEvent
-from ._diffusers_models import _OOM_ADVICE, _is_oom
+from ._diffusers_models import OOM_ADVICE, is_oom
 from ._diffusers_runtime import import_torch
 
 __all__ = ["CallOutcome", "PipelineCall", "decode_image", "new_seed", "png_bytes", "run_pipeline"]
@@ -227,10 +227,10 @@ def run_pipeline(
     except ValueError as exc:  # the pipelines' check_inputs: sizes, strength, frame counts...
         raise InvalidRequestError(f"{type(pipe).__name__} rejected the request: {exc}") from exc
     except Exception as exc:
-        if _is_oom(exc):
+        if is_oom(exc):
             _empty_device_cache(torch)
             raise OutOfMemoryError(
-                f"The device ran out of memory during {task}; {_OOM_ADVICE}, or a smaller size."
+                f"The device ran out of memory during {task}; {OOM_ADVICE}, or a smaller size."
             ) from exc
         raise BackendError(
             f"{type(pipe).__name__} failed during {task}: {type(exc).__name__}: {exc}"

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 _INDEX = "model_index.json"
-_OOM_ADVICE = "enable offload (offload='model' or 'sequential'), a smaller torch_dtype, or free other models with unload()"
+OOM_ADVICE = "enable offload (offload='model' or 'sequential'), a smaller torch_dtype, or free other models with unload()"
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ def dtype_argument() -> str:
     return "dtype" if hasattr(deprecation_utils, "_resolve_dtype") else "torch_dtype"
 
 
-def _is_oom(exc: BaseException) -> bool:
+def is_oom(exc: BaseException) -> bool:
     torch = import_torch()
     oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
     if oom_type is not None and isinstance(exc, oom_type):
@@ -203,8 +203,8 @@ def load_pipeline(model_id: str, settings: LoadSettings) -> Any:
         )
         raise ModelLoadError(f"Weights for {model_id!r} could not be loaded: {exc} {advice}") from exc
     except Exception as exc:
-        if _is_oom(exc):
-            raise OutOfMemoryError(f"Out of memory while loading {model_id!r}; {_OOM_ADVICE}.") from exc
+        if is_oom(exc):
+            raise OutOfMemoryError(f"Out of memory while loading {model_id!r}; {OOM_ADVICE}.") from exc
         raise ModelLoadError(f"Loading {model_id!r} failed: {type(exc).__name__}: {exc}") from exc
     if not callable(getattr(pipe, "set_progress_bar_config", None)):
         raise ModelLoadError(

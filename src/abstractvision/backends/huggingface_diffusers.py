@@ -167,7 +167,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
 
     def _model(self, model_id: str, task: str, on_progress: Any = None) -> tuple[Any, float]:
         """The loaded model for ``model_id`` (loading it when needed) and the seconds spent loading."""
-        from ._diffusers_models import load_pipeline, new_entry, release
+        from ._diffusers_models import OOM_ADVICE, is_oom, load_pipeline, new_entry, release
         from ._diffusers_runtime import apply_offload, apply_runtime_options, dtype_name
 
         settings = self._settings()
@@ -202,11 +202,9 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
             if entry is not None:
                 release(entry)
             del pipe
-            from ._diffusers_models import _is_oom
-
-            if _is_oom(exc):
+            if is_oom(exc):
                 raise OutOfMemoryError(
-                    f"Out of memory placing {model_id!r} on {settings.device}; use offload='model' or 'sequential'."
+                    f"Out of memory placing {model_id!r} on {settings.device}; {OOM_ADVICE}."
                 ) from exc
             raise
         entry.load_s = time.perf_counter() - started
