@@ -279,3 +279,12 @@ def test_concurrent_calls_share_one_load(make_manager: Any, tiny_sd: str, px: An
         assets = list(pool.map(lambda s: vm.generate_image("a cat", steps=1, seed=s, **S), [1, 2, 1]))
     assert vm.backend.load_count == 1
     assert (px(assets[0]) == px(assets[2])).all() and (px(assets[0]) != px(assets[1])).any()
+
+
+def test_edit_batch_is_native_too(make_manager: Any, tiny_sd: str, px: Any) -> None:
+    vm = make_manager(tiny_sd)
+    base = vm.generate_image("a cat", steps=1, seed=0, **S)
+    edits = vm.edit_image_batch("a dog", base.data, count=2, seed=9, strength=1.0, steps=1)
+    assert [e.seed for e in edits] == [9, 10]
+    assert all(e.metadata["parameters"]["num_images_per_prompt"] == 2 for e in edits)
+    assert (px(edits[0]) != px(edits[1])).any()
