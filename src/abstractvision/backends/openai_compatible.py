@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, TypeVar
 from urllib.parse import urlsplit, urlunsplit
+from urllib.request import getproxies
 
 import httpx
 
@@ -42,7 +43,18 @@ from ..types import (
     VisionBackendCapabilities,
 )
 from . import _openai_flows as flows
-from ._openai_protocol import BodyReader, Flow, HttpRequest, Reply, RetryPolicy, Sleep, TruncatedBody, Wire
+from ._openai_protocol import (
+    REQUEST_DEADLINE,
+    BodyReader,
+    DeadlineTransport,
+    Flow,
+    HttpRequest,
+    Reply,
+    RetryPolicy,
+    Sleep,
+    TruncatedBody,
+    Wire,
+)
 from .base_backend import VisionBackend
 
 __all__ = ["OpenAICompatibleBackendConfig", "OpenAICompatibleVisionBackend"]
@@ -414,7 +426,12 @@ class OpenAICompatibleVisionBackend(VisionBackend):
             if self._client is None or (
                 self._client.is_closed and self._client is not self.config.http_client
             ):
-                self._client = httpx.Client(follow_redirects=False, timeout=self._default_timeout())
+                # DeadlineTransport ends socket reads at the deadline; a custom transport
+                # turns httpx's proxy environment variables off, so not when a proxy is set
+                transport = None if getproxies() else DeadlineTransport()
+                self._client = httpx.Client(
+                    follow_redirects=False, timeout=self._default_timeout(), transport=transport
+                )
             return self._client
 
     def _default_timeout(self) -> httpx.Timeout:
@@ -447,18 +464,22 @@ class OpenAICompatibleVisionBackend(VisionBackend):
             timeout=action.timeout(),
         )
         started = time.monotonic()
-        response = client.send(request, stream=True, follow_redirects=False)
+        token = REQUEST_DEADLINE.set(action.deadline_at)
         try:
-            reader = BodyReader(action, request, response.headers)
+            response = client.send(request, stream=True, follow_redirects=False)
             try:
-                for chunk in response.iter_bytes():
-                    reader.feed(chunk)
-            except (httpx.TimeoutException, httpx.DecodingError):
-                raise
-            except httpx.TransportError as exc:
-                raise TruncatedBody(str(exc)) from exc
+                reader = BodyReader(action, request, response.headers)
+                try:
+                    for chunk in response.iter_bytes():
+                        reader.feed(chunk)
+                except (httpx.TimeoutException, httpx.DecodingError):
+                    raise
+                except httpx.TransportError as exc:
+                    raise TruncatedBody(str(exc)) from exc
+            finally:
+                response.close()
         finally:
-            response.close()
+            REQUEST_DEADLINE.reset(token)
         return Reply(
             response.status_code,
             response.headers,
@@ -498,6 +519,17 @@ class OpenAICompatibleVisionBackend(VisionBackend):
                 error = exc
 
     async def _asend(self, action: HttpRequest) -> Reply:
+        if action.deadline_at is None:
+            return await self._asend_now(action)
+        # httpx times each socket read separately: a server trickling bytes would never
+        # time out, so the whole exchange is cut at the deadline
+        left = max(0.0, action.deadline_at - time.monotonic())
+        try:
+            return await asyncio.wait_for(self._asend_now(action), left)
+        except asyncio.TimeoutError as exc:
+            raise httpx.ReadTimeout("the overall deadline passed") from exc
+
+    async def _asend_now(self, action: HttpRequest) -> Reply:
         client = self._async_client()
         request = client.build_request(
             action.method,

@@ -1,0 +1,77 @@
+"""Regression tests for the bugs the HTTP fault suite (tests/reliability/test_http_faults.py) found.
+
+Each test names the bug; the fix is in the commit that added the test. The misbehaving
+server is :class:`reliability.fault_server.FaultServer` (raw sockets on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from abstractvision.backends import OpenAICompatibleVisionBackend
+from abstractvision.errors import GenerationTimeoutError
+from reliability.fault_server import FaultServer
+
+FAST = {
+    "api_key": "sk-test-0123456789abcdef",
+    "backoff_base_s": 0.01,
+    "backoff_max_s": 0.05,
+    "poll_interval_s": 0.01,
+    "connect_timeout_s": 0.5,
+    "max_retries": 2,
+}
+
+
+def _close(runner, backend: OpenAICompatibleVisionBackend) -> None:
+    if runner.is_async:
+        runner.run(backend.aclose())
+    else:
+        backend.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fault_server() -> Iterator[FaultServer]:
+    with FaultServer(trickle_s=0.02) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("fault", ["slow_headers", "slow_body"])
+def test_a_server_trickling_bytes_cannot_hold_a_call_past_its_deadline(runner, fault_server, fault):
+    """Bug: httpx times each socket read separately, so endless headers sent one byte at a
+    time never timed out (60 s for a 1 s deadline), and a read started just before the
+    deadline could wait a whole timeout_s past it."""
+    fault_server.always(fault)
+    backend = OpenAICompatibleVisionBackend(
+        base_url=fault_server.base_url, timeout_s=0.8, deadline_s=0.6, **FAST
+    )
+    vm = runner.manager(backend)
+    started = time.monotonic()
+    try:
+        with pytest.raises(GenerationTimeoutError):
+            vm.generate_image("x")
+    finally:
+        _close(runner, backend)
+    assert time.monotonic() - started < 0.6 + 0.25
+
+
+def test_slow_body_with_gaps_longer_than_the_time_left(runner):
+    """Bug (same fix): a read started 0.5 s before the deadline waited up to timeout_s."""
+    with FaultServer(trickle_s=0.45) as srv:
+        srv.always("slow_body")
+        backend = OpenAICompatibleVisionBackend(base_url=srv.base_url, timeout_s=2.0, deadline_s=0.7, **FAST)
+        started = time.monotonic()
+        try:
+            with pytest.raises(GenerationTimeoutError):
+                runner.manager(backend).generate_image("x")
+        finally:
+            _close(runner, backend)
+        assert time.monotonic() - started < 0.7 + 0.25
