@@ -81,6 +81,7 @@ FAULTS: dict[str, str] = {
     "status_503_retry_after_ms": "503 with retry-after-ms: 30",
     "redirect_loop": "307 to the same URL",
     "redirect_offsite": "302 to another host (http://127.0.0.2:9/...)",
+    "redirect_bad_location": "302 to a Location that is not a URL (http://[::1)",
 }
 
 _JSON = "application/json"
@@ -451,6 +452,8 @@ class FaultServer:
             return Response(307, {"Location": f"/v1{request.path}" if _api(request) else request.path})
         if fault == "redirect_offsite":
             return Response(302, {"Location": "http://127.0.0.2:9/elsewhere.png"})
+        if fault == "redirect_bad_location":
+            return Response(302, {"Location": "http://[::1"})
         raise AssertionError(f"fault {fault!r} has no answer")
 
     # -- normal answers -----------------------------------------------------------------

@@ -628,6 +628,13 @@ def fetch_url(
     The API key is only sent to the provider's own origin.
     """
     for _ in range(MAX_REDIRECTS + 1):
+        try:
+            httpx.URL(url)
+        except httpx.InvalidURL as exc:  # a control character, too long...
+            shown = wire.redact(url[:200])
+            raise ProviderResponseError(
+                f"{what}: the provider gave an invalid URL {shown!r} ({exc})."
+            ) from exc
         if not download_allowed(wire, url):
             shown = wire.redact(url.split("?")[0])
             raise ProviderResponseError(

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from abstractvision.backends import OpenAICompatibleVisionBackend
-from abstractvision.errors import GenerationTimeoutError
+from abstractvision.errors import GenerationTimeoutError, ProviderResponseError
 from reliability.fault_server import FaultServer
 
 FAST = {
@@ -75,3 +75,15 @@ def test_slow_body_with_gaps_longer_than_the_time_left(runner):
         finally:
             _close(runner, backend)
         assert time.monotonic() - started < 0.7 + 0.25
+
+
+def test_an_invalid_output_url_is_a_response_error(runner, fault_server):
+    """Bug: an output URL httpx cannot request (here a control character) leaked
+    httpx.InvalidURL, which the manager wrapped as BackendError."""
+    fault_server.inject("bad_url", route="/images/")
+    backend = OpenAICompatibleVisionBackend(base_url=fault_server.base_url, response_format="url", **FAST)
+    try:
+        with pytest.raises(ProviderResponseError, match="invalid URL"):
+            runner.manager(backend).generate_image("x")
+    finally:
+        _close(runner, backend)
