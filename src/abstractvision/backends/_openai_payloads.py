@@ -394,6 +394,23 @@ def decode_b64(value: str, *, what: str, reply: Optional[Reply], max_bytes: int)
         raise response_error(f"{what}: 'b64_json' is not valid base64.", reply) from exc
 
 
+#: Types :func:`sniff_mime` recognises: bytes declared as one of them must match.
+_SNIFFED = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/jpg",
+        "image/gif",
+        "image/webp",
+        "image/bmp",
+        "image/tiff",
+        "video/mp4",
+        "video/quicktime",
+        "video/webm",
+    }
+)
+
+
 def media_asset(
     data: bytes,
     *,
@@ -408,8 +425,8 @@ def media_asset(
         raise response_error(f"{what}: the provider returned an empty {media_type}.", reply)
     mime = sniff_mime(data)
     declared = (declared_mime or "").split(";")[0].strip().lower()
-    if mime is None and declared.startswith(("image/", "video/")):
-        mime = declared
+    if mime is None and declared.startswith(("image/", "video/")) and declared not in _SNIFFED:
+        mime = declared  # a format we cannot recognise (AVIF...): trust the provider
     ok = mime is not None and (
         mime.startswith("image/")
         if media_type == "image"

@@ -87,3 +87,29 @@ def test_an_invalid_output_url_is_a_response_error(runner, fault_server):
             runner.manager(backend).generate_image("x")
     finally:
         _close(runner, backend)
+
+
+def test_bytes_declared_image_png_must_be_an_image(runner, fault_server):
+    """Bug: a download answered 'Content-Type: image/png' with bytes that are no image was
+    accepted as a PNG (the declared type was trusted when sniffing found nothing)."""
+    fault_server.inject("not_image", route="/files/")
+    backend = OpenAICompatibleVisionBackend(base_url=fault_server.base_url, response_format="url", **FAST)
+    try:
+        with pytest.raises(ProviderResponseError, match="expected image bytes"):
+            runner.manager(backend).generate_image("x")
+    finally:
+        _close(runner, backend)
+
+
+def test_a_declared_format_that_cannot_be_sniffed_is_still_trusted():
+    from abstractvision.backends import _openai_payloads as payloads
+
+    asset = payloads.media_asset(
+        b"P6\n8 8\n255\n" + bytes(192),
+        media_type="image",
+        declared_mime="image/x-portable-pixmap",
+        metadata={},
+        what="GET x",
+        reply=None,
+    )
+    assert asset.mime_type == "image/x-portable-pixmap"
