@@ -105,7 +105,9 @@ def wants_tty(stream: IO[str]) -> bool:
 def cancel_on_sigint(cancel: threading.Event, notify: Callable[[str], None]) -> Iterator[threading.Event]:
     """While active, the first Ctrl-C sets ``cancel`` (the engine stops at its next step); the second aborts.
 
-    Only the main thread can own signal handlers; elsewhere this does nothing.
+    Only the main thread can own signal handlers; elsewhere this does nothing. The handler
+    does no I/O and takes no lock (it may interrupt the main thread while it holds the
+    progress lock or is inside a write to the terminal): ``notify`` must only queue the text.
     """
     if threading.current_thread() is not threading.main_thread():
         yield cancel

@@ -60,6 +60,7 @@ class ProgressRenderer:
         self._fill, self._empty = ("█", "░") if fancy else ("#", "-")
         self._spinner = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏" if fancy else "|/-\\"
         self._stop = threading.Event()
+        self._pending_note: Optional[str] = None
         self._ticker: Optional[threading.Thread] = None
         if enabled and tick_s > 0:
             self._ticker = threading.Thread(
@@ -70,6 +71,8 @@ class ProgressRenderer:
     # -- callback ---------------------------------------------------------------------
 
     def __call__(self, event: Any) -> None:
+        if self._pending_note is not None:
+            self._flush_pending_note()
         if not self.enabled:
             return
         with self._lock:
@@ -94,6 +97,18 @@ class ProgressRenderer:
             if now - self._last_draw >= 0.05 or self._fraction in (None, 1.0) or self._phase != "step":
                 self._draw(now)
 
+    def note_later(self, text: str) -> None:
+        """Queue a note without taking locks or writing (safe inside a signal handler).
+
+        It is printed by the ticker thread, the next progress event, or :meth:`close`.
+        """
+        self._pending_note = text
+
+    def _flush_pending_note(self) -> None:
+        text, self._pending_note = self._pending_note, None
+        if text is not None:
+            self.note(text)
+
     def note(self, text: str) -> None:
         """Print a message on its own line (above the bar), then redraw the bar."""
         with self._lock:
@@ -109,6 +124,7 @@ class ProgressRenderer:
 
     def close(self) -> None:
         """Stop the ticker and erase the bar (call before printing results)."""
+        self._flush_pending_note()
         self._stop.set()
         if self._ticker is not None and self._ticker is not threading.current_thread():
             self._ticker.join(timeout=1.0)
@@ -127,6 +143,8 @@ class ProgressRenderer:
 
     def _tick(self, interval: float) -> None:
         while not self._stop.wait(interval):
+            if self._pending_note is not None:
+                self._flush_pending_note()
             with self._lock:
                 if self.enabled and self.events and self._phase != "completed":
                     self._spin += 1

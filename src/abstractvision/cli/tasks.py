@@ -111,7 +111,7 @@ def execute(
     """
     cancel = threading.Event()
     try:
-        with cancel_on_sigint(cancel, progress.note):
+        with cancel_on_sigint(cancel, progress.note_later):
             if count is not None:
                 result = getattr(manager, f"{method}_batch")(
                     *positional, count=count, on_progress=progress, cancel=cancel, **params
