@@ -52,7 +52,7 @@ def png_bytes(color: tuple[int, int, int] = (10, 20, 30)) -> bytes:
 #: name -> what the server does instead of answering normally.
 FAULTS: dict[str, str] = {
     "ok": "answer normally",
-    "late_headers": "wait 0.1 s, then answer normally",
+    "late_headers": "wait late_s, then answer normally",
     "reset": "read the request, then reset the connection (SO_LINGER 0 + close): RST, no answer",
     "close": "read the request, then close the connection (FIN) without answering",
     "garbage": "answer bytes that are not HTTP, then close",
@@ -130,11 +130,13 @@ class FaultServer:
     Args:
         trickle_s: pause between the bytes of ``slow_headers`` / ``slow_body``.
         stall_s: longest stall before the server gives up on its own.
+        late_s: how late ``late_headers`` answers.
     """
 
-    def __init__(self, *, trickle_s: float = 0.02, stall_s: float = 60.0) -> None:
+    def __init__(self, *, trickle_s: float = 0.02, stall_s: float = 60.0, late_s: float = 0.1) -> None:
         self.trickle_s = trickle_s
         self.stall_s = stall_s
+        self.late_s = late_s
         self.served: list[Served] = []
         self.injected: collections.Counter[str] = collections.Counter()
         self.accepted = 0
@@ -154,6 +156,7 @@ class FaultServer:
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> FaultServer:
+        png_bytes()  # import Pillow now, not while the first request is timed
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", 0))
@@ -367,7 +370,7 @@ class FaultServer:
             self._send(conn, ok.head(length=len(ok.body)) + ok.body)
             return True
         if fault == "late_headers":
-            self._pause(conn, 0.1)
+            self._pause(conn, self.late_s)
             self._send(conn, ok.head(length=len(ok.body)) + ok.body)
             return True
         if fault == "reset":

@@ -167,16 +167,19 @@ def images(ctx: Context, request: ImageRequest, task: str) -> Flow[list[Generate
     servers being ``seed, seed+1, ...``. Seeds that do not follow it (explicit arbitrary
     ``seeds``) cannot be expressed in one request: each image is then requested alone.
     """
+    deadline = ctx.deadline(request, f"{task} request")  # one budget for the whole call
     if ctx.diffusion and request.n > 1 and not payloads.consecutive_seeds(request.seeds):
         out: list[GeneratedAsset] = []
         for seed in request.seeds or ():
             single = dataclasses.replace(request, n=1, seed=seed, seeds=(seed,))
-            out.extend((yield from _images_once(ctx, single, task)))
+            out.extend((yield from _images_once(ctx, single, task, deadline)))
         return out
-    return (yield from _images_once(ctx, request, task))
+    return (yield from _images_once(ctx, request, task, deadline))
 
 
-def _images_once(ctx: Context, request: ImageRequest, task: str) -> Flow[list[GeneratedAsset]]:
+def _images_once(
+    ctx: Context, request: ImageRequest, task: str, deadline: Deadline
+) -> Flow[list[GeneratedAsset]]:
     edit = isinstance(request, ImageEditRequest)
     path = ctx.paths.edits if edit else ctx.paths.generations
     what = f"POST {path}"
@@ -186,7 +189,6 @@ def _images_once(ctx: Context, request: ImageRequest, task: str) -> Flow[list[Ge
         prepared = payloads.image_edit(request, target)
     else:
         prepared = payloads.image_generation(request, target)
-    deadline = ctx.deadline(request, f"{task} request")
     _emit(request, task, "in_progress", message="waiting for the provider", raw={"n": prepared.n})
     started = time.monotonic()
     reply = yield from _post(ctx, path, prepared, deadline=deadline, what=what, cancel=request.cancel)

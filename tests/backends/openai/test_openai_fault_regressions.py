@@ -113,3 +113,18 @@ def test_a_declared_format_that_cannot_be_sniffed_is_still_trusted():
         reply=None,
     )
     assert asset.mime_type == "image/x-portable-pixmap"
+
+
+def test_a_batch_sent_one_seed_at_a_time_shares_one_deadline(runner):
+    """Bug: a batch whose seeds are not consecutive is sent as one request per seed, and each
+    request got a fresh deadline_s: three slow answers took 3 x the call's budget."""
+    with FaultServer(late_s=0.25) as srv:
+        srv.always("late_headers")
+        backend = OpenAICompatibleVisionBackend(base_url=srv.base_url, deadline_s=0.6, **FAST)
+        started = time.monotonic()
+        try:
+            with pytest.raises(GenerationTimeoutError):
+                runner.manager(backend).generate_image_batch("x", seeds=[5, 1, 9])
+        finally:
+            _close(runner, backend)
+        assert time.monotonic() - started < 0.6 + 0.25
