@@ -27,6 +27,7 @@ import functools
 import io
 import itertools
 import json
+import os
 import re
 import select
 import socket
@@ -495,6 +496,41 @@ class FaultServer:
             else:
                 data.append({"b64_json": base64.b64encode(png_bytes()).decode()})
         return _json(200, {"created": 1, "data": data})
+
+
+def client_sockets(port: int) -> Optional[int]:
+    """TCP sockets of this process connected to ``port`` on the other end (``None``: unknown).
+
+    Linux: the socket inodes of ``/proc/self/fd`` looked up in ``/proc/self/net/tcp{,6}``;
+    elsewhere ``psutil`` when installed. The server's own ends (local port ``port``) are
+    not counted, so with the server in this process this is the client side only.
+    """
+    try:
+        inodes = set()
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        count = 0
+        for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+            with open(table, encoding="ascii") as fh:
+                for line in fh.readlines()[1:]:
+                    fields = line.split()
+                    remote_port = int(fields[2].rpartition(":")[2], 16)
+                    if remote_port == port and fields[9] in inodes:
+                        count += 1
+        return count
+    except OSError:
+        pass
+    try:
+        import psutil
+    except ImportError:
+        return None
+    conns = psutil.Process().net_connections(kind="tcp")
+    return sum(1 for c in conns if c.raddr and c.raddr.port == port)
 
 
 def _json(status: int, doc: Any) -> Response:

@@ -22,7 +22,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -283,6 +283,7 @@ class OpenAICompatibleVisionBackend(VisionBackend):
         self._client: Optional[httpx.Client] = config.http_client
         self._aclient: Optional[httpx.AsyncClient] = config.async_http_client
         self._aclient_loop: Optional[asyncio.AbstractEventLoop] = None
+        self._aclient_closer: Optional[AsyncGenerator[None, None]] = None
         self._registry: Optional[VisionModelCapabilitiesRegistry] = None
         diffusion = config.send_diffusion_params
         self._ctx = flows.Context(
@@ -378,12 +379,14 @@ class OpenAICompatibleVisionBackend(VisionBackend):
         with self._lock:
             client, self._client = self._client, self.config.http_client
             aclient, self._aclient = self._aclient, self.config.async_http_client
+            closer, self._aclient_closer = self._aclient_closer, None
         if client is not None and client is not self.config.http_client:
             client.close()
         if aclient is not None and aclient is not self.config.async_http_client:
             loop, self._aclient_loop = self._aclient_loop, None
             if loop is not None and not loop.is_closed() and not loop.is_running():
-                loop.run_until_complete(aclient.aclose())
+                loop.run_until_complete(closer.aclose() if closer is not None else aclient.aclose())
+            # a closed loop finalized ``closer`` (and closed the client) when it shut down
 
     # -- async API --------------------------------------------------------------------
 
@@ -410,13 +413,14 @@ class OpenAICompatibleVisionBackend(VisionBackend):
 
     async def aclose(self) -> None:
         """Async :meth:`close`."""
-        aclient = None
+        closer = None
         if self._aclient is not None and self._aclient is not self.config.async_http_client:
             if self._aclient_loop is asyncio.get_running_loop():
-                aclient = self._aclient
+                closer = self._aclient_closer
             self._aclient, self._aclient_loop = self.config.async_http_client, None
-        if aclient is not None:
-            await aclient.aclose()
+            self._aclient_closer = None
+        if closer is not None:
+            await closer.aclose()
         self.close()
 
     # -- sync transport ---------------------------------------------------------------
@@ -490,15 +494,19 @@ class OpenAICompatibleVisionBackend(VisionBackend):
 
     # -- async transport --------------------------------------------------------------
 
-    def _async_client(self) -> httpx.AsyncClient:
+    async def _async_client(self) -> httpx.AsyncClient:
         injected = self.config.async_http_client
         if injected is not None:
             return injected
         loop = asyncio.get_running_loop()
         if self._aclient is None or self._aclient.is_closed or self._aclient_loop is not loop:
-            # an AsyncClient's connections belong to the loop that opened them
-            self._aclient = httpx.AsyncClient(follow_redirects=False, timeout=self._default_timeout())
-            self._aclient_loop = loop
+            # an AsyncClient's connections belong to the loop that opened them: the loop
+            # finalizes ``closer`` when it shuts down (asyncio.run does), closing the client
+            client = httpx.AsyncClient(follow_redirects=False, timeout=self._default_timeout())
+            closer = _close_with_loop(client)
+            await closer.asend(None)
+            self._aclient, self._aclient_loop, self._aclient_closer = client, loop, closer
+        assert self._aclient is not None
         return self._aclient
 
     async def _arun(self, flow: Flow[_T]) -> _T:
@@ -530,7 +538,7 @@ class OpenAICompatibleVisionBackend(VisionBackend):
             raise httpx.ReadTimeout("the overall deadline passed") from exc
 
     async def _asend_now(self, action: HttpRequest) -> Reply:
-        client = self._async_client()
+        client = await self._async_client()
         request = client.build_request(
             action.method,
             action.url,
@@ -558,6 +566,14 @@ class OpenAICompatibleVisionBackend(VisionBackend):
             str(response.url),
             time.monotonic() - started,
         )
+
+
+async def _close_with_loop(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    """Closes ``client`` when finalized: by ``aclose()``, or by its event loop shutting down."""
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 def _single(request: Any) -> Any:

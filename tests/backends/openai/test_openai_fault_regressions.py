@@ -13,7 +13,7 @@ import pytest
 
 from abstractvision.backends import OpenAICompatibleVisionBackend
 from abstractvision.errors import GenerationTimeoutError, ProviderResponseError
-from reliability.fault_server import FaultServer
+from reliability.fault_server import FaultServer, client_sockets
 
 FAST = {
     "api_key": "sk-test-0123456789abcdef",
@@ -128,3 +128,19 @@ def test_a_batch_sent_one_seed_at_a_time_shares_one_deadline(runner):
         finally:
             _close(runner, backend)
         assert time.monotonic() - started < 0.6 + 0.25
+
+
+def test_async_connections_do_not_outlive_their_event_loop(fault_server):
+    """Bug: each asyncio.run() got a new AsyncClient and the previous one, whose loop had
+    closed, kept its keep-alive connection open until garbage collection; close() after the
+    loop ended could not close it either (3 runs: 3 sockets left open)."""
+    import asyncio
+
+    from abstractvision.types import ImageGenerationRequest
+
+    backend = OpenAICompatibleVisionBackend(base_url=fault_server.base_url, **FAST)
+    for _ in range(3):
+        asyncio.run(backend.agenerate_image(ImageGenerationRequest(prompt="x")))
+        assert client_sockets(fault_server.port) in (0, None)
+    backend.close()
+    assert fault_server.wait_closed(timeout=2.0) == 0
