@@ -479,7 +479,7 @@ class OpenAICompatibleVisionBackend(VisionBackend):
                 except (httpx.TimeoutException, httpx.DecodingError):
                     raise
                 except httpx.TransportError as exc:
-                    raise TruncatedBody(str(exc)) from exc
+                    raise TruncatedBody(str(exc) or type(exc).__name__) from exc
             finally:
                 response.close()
         finally:
@@ -556,7 +556,7 @@ class OpenAICompatibleVisionBackend(VisionBackend):
             except (httpx.TimeoutException, httpx.DecodingError):
                 raise
             except httpx.TransportError as exc:
-                raise TruncatedBody(str(exc)) from exc
+                raise TruncatedBody(str(exc) or type(exc).__name__) from exc
         finally:
             await response.aclose()
         return Reply(

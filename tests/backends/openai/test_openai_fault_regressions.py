@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from abstractvision.backends import OpenAICompatibleVisionBackend
-from abstractvision.errors import GenerationTimeoutError, ProviderResponseError
+from abstractvision.errors import GenerationTimeoutError, ProviderError, ProviderResponseError
 from reliability.fault_server import FaultServer, client_sockets
 
 FAST = {
@@ -144,3 +144,16 @@ def test_async_connections_do_not_outlive_their_event_loop(fault_server):
         assert client_sockets(fault_server.port) in (0, None)
     backend.close()
     assert fault_server.wait_closed(timeout=2.0) == 0
+
+
+def test_a_truncated_body_error_names_the_failure(runner, fault_server):
+    """Bug: a reset mid-body read 'the response body was truncated ()' on the async path
+    (the httpx error carries no text)."""
+    backend = OpenAICompatibleVisionBackend(base_url=fault_server.base_url, **{**FAST, "max_retries": 0})
+    fault_server.always("reset_mid_body")
+    try:
+        with pytest.raises(ProviderError) as info:
+            runner.manager(backend).generate_image("x")
+    finally:
+        _close(runner, backend)
+    assert "()" not in str(info.value)
