@@ -31,12 +31,12 @@ JSON_CASES = [
         {"json": {"prompt": "x", "size": "99999x99999"}},
         400,
         "size",
-        "larger",
+        "match",
     ),
     (
         "POST",
         "/v1/images/generations",
-        {"json": {"prompt": "x", "width": 4096, "height": 8192}},
+        {"json": {"prompt": "x", "width": 2048, "height": 1024}},
         400,
         "size",
         "pixels",
@@ -58,6 +58,7 @@ JSON_CASES = [
         "Unknown field",
     ),
     ("POST", "/v1/images/generations", {"json": {"prompt": "x", "steps": -1}}, 400, "steps", "minimum"),
+    ("POST", "/v1/images/generations", {"json": {"prompt": "x", "width": 4097}}, 400, "width", "maximum"),
     ("POST", "/v1/images/generations", {"json": {"prompt": "x", "seed": -5}}, 400, "seed", "minimum"),
     (
         "POST",
@@ -158,7 +159,7 @@ JSON_CASES = [
     ),
     ("GET", "/v1/videos", {"params": {"limit": "lots"}}, 400, "limit", "integer"),
     ("GET", "/v1/videos", {"params": {"order": "sideways"}}, 400, "order", ""),
-    ("GET", "/v1/videos", {"params": {"after": "job_nope"}}, 400, "after", ""),
+    ("GET", "/v1/videos", {"params": {"after": "job_nope"}}, 404, "after", "no video"),
     (
         "GET",
         "/v1/jobs/job_0123456789abcdef01234567/events",
@@ -179,7 +180,7 @@ JSON_CASES = [
 def fake_server():
     from abstractvision.server import create_app, serve_in_thread
 
-    with serve_in_thread(create_app(FakeBackend(supports_mask=True))) as server:
+    with serve_in_thread(create_app(FakeBackend(), max_output_pixels=1024 * 1024)) as server:
         yield server
 
 

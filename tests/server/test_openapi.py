@@ -86,3 +86,14 @@ def test_published_job_schema_agrees_with_the_server(serve, client, body):
     assert (r.status_code == 202) == valid, (valid, r.text)
     if not valid:
         assert r.status_code in (400, 404), r.text
+
+
+def test_size_patterns_follow_the_limits():
+    from abstractvision.server.schemas.requests import Limits, int_range_pattern, size_pattern
+
+    for hi in (1, 9, 10, 64, 999, 1000, 4096, 16384):
+        pattern = re.compile(f"^{int_range_pattern(hi)}$")
+        assert [n for n in range(0, 20000) if pattern.match(str(n))] == list(range(1, hi + 1))
+    size = re.compile(size_pattern(Limits(max_width=512, max_height=768)))
+    assert size.match("512x768") and size.match("auto") and size.match("1x1")
+    assert not size.match("513x768") and not size.match("512x769") and not size.match("0512x768")

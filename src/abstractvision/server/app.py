@@ -189,17 +189,25 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         error = APIError(404, f"No route {request.method} {request.url.path[:200]}.", code="not_found")
     elif exc.status_code == 405:
+        allowed = _allowed_methods(request.scope.get("path", ""))
         error = APIError(
             405,
-            f"Method {request.method} is not allowed on {request.url.path[:200]}.",
+            f"Method {request.method} is not allowed on {request.url.path[:200]}; allowed: {', '.join(allowed)}.",
             code="method_not_allowed",
+            headers={"Allow": ", ".join(allowed)},
         )
     else:
         error = APIError(exc.status_code, str(exc.detail), code="http_error")
-    response = _json_error(request, error)
-    for key, value in (exc.headers or {}).items():
-        response.headers[key] = value
-    return response
+    return _json_error(request, error)
+
+
+def _allowed_methods(path: str) -> list[str]:
+    """Every method of every route matching ``path`` (several routes can share a path)."""
+    methods: set[str] = set()
+    for route in ROUTES:
+        if isinstance(route, Route) and route.path_regex.match(path):
+            methods |= set(route.methods or ())
+    return sorted(methods)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

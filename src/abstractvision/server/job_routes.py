@@ -104,11 +104,16 @@ async def get_job(request: Request) -> Response:
 async def job_events(request: Request) -> Response:
     """``GET /v1/jobs/{job_id}/events``: progress as server-sent events (resumable with Last-Event-ID)."""
     job = state_of(request).jobs.get(request.path_params["job_id"])
-    text = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
-    try:
-        after = max(0, int(text))
-    except ValueError:
-        raise bad_request("Last-Event-ID / 'after' must be an integer event id.", param="after") from None
+    after = 0
+    for name, text in (
+        ("after", request.query_params.get("after")),
+        ("Last-Event-ID", request.headers.get("last-event-id")),
+    ):
+        if text is None:
+            continue
+        if not text.isdigit():
+            raise bad_request(f"{name} must be a non-negative integer event id.", param="after")
+        after = int(text)  # the header, sent by reconnecting clients, wins over the query
     return StreamingResponse(
         sse_events(job, after=after),
         media_type="text/event-stream",
@@ -215,7 +220,7 @@ async def openapi_json(request: Request) -> Response:
 
     state = state_of(request)
     if state.openapi is None:
-        state.openapi = build_openapi(state.opts)
+        state.openapi = build_openapi(state.opts, state.limits)
     return JSONResponse(state.openapi)
 
 

@@ -401,7 +401,12 @@ async def list_videos(request: Request) -> Response:
     if after:
         ids = [j.id for j in jobs]
         if after not in ids:
-            raise bad_request(f"'after' {after[:80]!r} is not a video of this server.", param="after")
+            raise APIError(
+                404,
+                f"'after': no video {after[:80]!r} on this server.",
+                param="after",
+                code="video_not_found",
+            )
         jobs = jobs[ids.index(after) + 1 :]
     page = jobs[:limit]
     return JSONResponse(

@@ -132,10 +132,11 @@ def coerce_form(fields: dict[str, str], schema: dict[str, Any]) -> dict[str, Any
             continue
         kinds = props.get(key, {}).get("type", "string")
         kinds = [kinds] if isinstance(kinds, str) else list(kinds)
-        if "string" in kinds or key not in props:
-            out[key] = text
-        elif text == "" and "null" in kinds:
+        if "null" in kinds and text in ("", "null"):  # a form field cannot be JSON null
             out[key] = None
+        elif "string" in kinds or key not in props:
+            out[key] = text
+
         elif "integer" in kinds:
             out[key] = _to_number(key, text, int)
         elif "number" in kinds:

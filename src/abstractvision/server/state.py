@@ -21,7 +21,7 @@ from .errors import APIError, Redactor, error_from_exception
 from .jobs import Job, JobRunner, JobStore
 from .options import ServerOptions
 from .params import CallSpec
-from .schemas.requests import validation_schemas
+from .schemas.requests import Limits, validation_schemas
 
 __all__ = ["Engine", "ServerState", "engines_from_target"]
 
@@ -42,6 +42,7 @@ class Engine:
             tasks = getter() if callable(getter) else TASKS
         self.tasks: tuple[str, ...] = tuple(t for t in TASKS if t in set(tasks))
         self.native_batch = bool(caps is not None and caps.supports_native_batch)
+        self.caps = caps
         self.max_batch = caps.max_batch if caps is not None else None
         self.owned_by = str(getattr(backend, "name", None) or type(backend).__name__)
         self.created = int(time.time())
@@ -104,6 +105,18 @@ def engines_from_target(target: Any, model_name: Optional[str]) -> tuple[list[En
     return [Engine(name, manager)], store
 
 
+def _limits(engines: list[Engine]) -> Limits:
+    """The largest output any served model declares (the library's maxima where one declares none)."""
+    default = Limits()
+    values = {}
+    for name in ("max_width", "max_height", "max_frames", "max_fps"):
+        declared = [getattr(e.caps, name, None) for e in engines]
+        known = [d for d in declared if isinstance(d, int)]
+        ceiling = getattr(default, name)
+        values[name] = min(ceiling, max(known)) if known and len(known) == len(declared) else ceiling
+    return Limits(**values)
+
+
 class ServerState:
     def __init__(self, engines: list[Engine], *, opts: ServerOptions, artifacts: ArtifactIndex) -> None:
         self.opts = opts
@@ -113,7 +126,8 @@ class ServerState:
         self.jobs = JobStore(opts)
         self.redact = Redactor((opts.api_key, *opts.secrets))
         self.started = time.time()
-        self.schemas = validation_schemas(opts)
+        self.limits = _limits(engines)
+        self.schemas = validation_schemas(opts, self.limits)
         self.openapi: Optional[dict[str, Any]] = None
         for engine in engines:
             engine.runner = JobRunner(

@@ -38,6 +38,19 @@ _ERRORS = {
 }
 
 
+# one server-sent event, as SSE-aware tools parse the stream
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "event": {"enum": ["status", "progress"]},
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "data": {"type": "string", "description": "JSON: a status payload or a ProgressEvent."},
+        "retry": {"type": "integer"},
+    },
+}
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for code in codes:
@@ -87,7 +100,7 @@ def _op(
     return op
 
 
-def _components(opts: ServerOptions) -> dict[str, Any]:
+def _components(opts: ServerOptions, limits: rq.Limits) -> dict[str, Any]:
     nullable_int = {"type": ["integer", "null"]}
     ref_schema = {
         "type": "object",
@@ -119,10 +132,10 @@ def _components(opts: ServerOptions) -> dict[str, Any]:
             },
         },
         "ImageInput": rq.image_input_component(),
-        "ImageGenerationRequest": rq.image_generation_schema(opts),
-        "ImageEditRequest": rq.image_edit_schema(opts, docs=True),
-        "VideoCreateRequest": rq.video_create_schema(opts, docs=True),
-        "VideoCreateMultipart": rq.video_create_schema(opts, docs=True, multipart=True),
+        "ImageGenerationRequest": rq.image_generation_schema(opts, limits),
+        "ImageEditRequest": rq.image_edit_schema(opts, docs=True, limits=limits),
+        "VideoCreateRequest": rq.video_create_schema(opts, docs=True, limits=limits),
+        "VideoCreateMultipart": rq.video_create_schema(opts, docs=True, multipart=True, limits=limits),
         "JobCreateRequest": rq.job_schema(opts),
         "ImagesResponse": {
             "type": "object",
@@ -258,7 +271,7 @@ def _components(opts: ServerOptions) -> dict[str, Any]:
         },
     }
     for task in TASKS:
-        schemas[f"Job_{task}"] = rq.job_task_schema(task, opts, docs=True)
+        schemas[f"Job_{task}"] = rq.job_task_schema(task, opts, docs=True, limits=limits)
     return schemas
 
 
@@ -270,8 +283,9 @@ def _list_of(name: str) -> dict[str, Any]:
     }
 
 
-def build_openapi(opts: ServerOptions) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for a server configured with ``opts``."""
+def build_openapi(opts: ServerOptions, limits: Optional[rq.Limits] = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for a server configured with ``opts`` serving up to ``limits``."""
+    limits = limits or rq.Limits()
     s = bool(opts.api_key)
     job_id = _path_param("job_id", rq.JOB_ID_PATTERN)
     video_id = _path_param("video_id", rq.VIDEO_ID_PATTERN)
@@ -363,7 +377,7 @@ def build_openapi(opts: ServerOptions) -> dict[str, Any]:
             "get": _op(
                 "listVideos",
                 "Video jobs (cursor page).",
-                {"200": _json(_ref("VideoList"), "Videos."), **_errors(400)},
+                {"200": _json(_ref("VideoList"), "Videos."), **_errors(400, 404)},
                 tags=("openai",),
                 params=(
                     _query("after", {"type": "string"}, "Last id of the previous page."),
@@ -456,7 +470,7 @@ def build_openapi(opts: ServerOptions) -> dict[str, Any]:
                 {
                     "200": {
                         "description": "Event stream.",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        "content": {"text/event-stream": {"schema": _SSE_EVENT}},
                     },
                     **_errors(400, 404, 410),
                 },
@@ -528,7 +542,7 @@ def build_openapi(opts: ServerOptions) -> dict[str, Any]:
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "paths": paths,
         "components": {
-            "schemas": _components(opts),
+            "schemas": _components(opts, limits),
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },
     }

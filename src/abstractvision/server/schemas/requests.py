@@ -8,6 +8,7 @@ in full (``oneOf`` data URL / artifact ref); with ``docs=False`` they are left o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..._validation import MAX_DIMENSION, MAX_FPS, MAX_FRAMES, MAX_PROMPT_CHARS, MAX_SEED, MAX_STEPS
@@ -17,12 +18,14 @@ from ..options import ServerOptions
 __all__ = [
     "ARTIFACT_ID_PATTERN",
     "JOB_ID_PATTERN",
-    "SIZE_PATTERN",
     "VIDEO_ID_PATTERN",
+    "Limits",
     "image_edit_schema",
     "image_generation_schema",
+    "int_range_pattern",
     "job_schema",
     "job_task_schema",
+    "size_pattern",
     "validation_schemas",
     "video_create_schema",
 ]
@@ -30,14 +33,50 @@ __all__ = [
 ARTIFACT_ID_PATTERN = "^[0-9a-f]{64}$"
 JOB_ID_PATTERN = "^job_[0-9a-f]{24}$"
 VIDEO_ID_PATTERN = JOB_ID_PATTERN
-SIZE_PATTERN = "^(auto|[1-9][0-9]{0,4}x[1-9][0-9]{0,4})$"
 SECONDS_PATTERN = "^([1-9]|[1-5][0-9]|60)$"
-DATA_URL_PATTERN = "^data:image/[A-Za-z0-9.+-]+;base64,"
+# a non-empty, well-formed base64 payload (the bytes must still decode as an image)
+DATA_URL_PATTERN = (
+    "^data:image/[A-Za-z0-9.+-]+;base64,"
+    "(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)$"
+)
 # a non-blank prompt without NUL characters (what the manager accepts)
 _PROMPT_PATTERN = "^[^\\u0000]*\\S[^\\u0000]*$"
 _NO_NUL = "^[^\\u0000]*$"
 
 _BATCH_TASKS = ("text_to_image", "image_to_image", "text_to_video", "image_to_video")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Output limits of the served backends (their declared maxima, else the library's)."""
+
+    max_width: int = MAX_DIMENSION
+    max_height: int = MAX_DIMENSION
+    max_frames: int = MAX_FRAMES
+    max_fps: int = MAX_FPS
+
+
+_DEFAULT_LIMITS = Limits()
+
+
+def int_range_pattern(hi: int) -> str:
+    """A regex for the decimal integers 1..hi (no leading zeros), for ``size`` strings."""
+    text = str(hi)
+    parts = [f"[1-9][0-9]{{0,{len(text) - 2}}}"] if len(text) > 1 else []
+    for i, digit in enumerate(text):
+        d = int(digit)
+        low = 1 if i == 0 else 0
+        if d > low:
+            rest = len(text) - i - 1
+            tail = f"[0-9]{{{rest}}}" if rest else ""
+            parts.append(f"{text[:i]}[{low}-{d - 1}]{tail}")
+    parts.append(text)
+    return "(?:" + "|".join(parts) + ")"
+
+
+def size_pattern(limits: Limits) -> str:
+    """``WIDTHxHEIGHT`` within the limits, or ``auto``."""
+    return f"^(auto|{int_range_pattern(limits.max_width)}x{int_range_pattern(limits.max_height)})$"
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +101,7 @@ def _int(lo: int, hi: int, text: str) -> dict[str, Any]:
     return _nullable({"type": "integer", "minimum": lo, "maximum": hi, "description": text})
 
 
-def diffusion_properties() -> dict[str, Any]:
+def diffusion_properties(limits: Limits = _DEFAULT_LIMITS) -> dict[str, Any]:
     """The diffusion parameters every generating task shares."""
     return {
         "negative_prompt": _nullable(
@@ -83,8 +122,8 @@ def diffusion_properties() -> dict[str, Any]:
                 "description": "Classifier-free guidance scale.",
             }
         ),
-        "width": _int(1, MAX_DIMENSION, "Output width in pixels (overrides `size`)."),
-        "height": _int(1, MAX_DIMENSION, "Output height in pixels (overrides `size`)."),
+        "width": _int(1, limits.max_width, "Output width in pixels (overrides `size`)."),
+        "height": _int(1, limits.max_height, "Output height in pixels (overrides `size`)."),
     }
 
 
@@ -128,17 +167,18 @@ def image_input_component() -> dict[str, Any]:
                 "type": "object",
                 "required": ["$artifact"],
                 "properties": {"$artifact": {"type": "string", "pattern": ARTIFACT_ID_PATTERN}},
+                "additionalProperties": False,
             },
         ],
     }
 
 
-def _openai_image_fields(opts: ServerOptions) -> dict[str, Any]:
+def _openai_image_fields(opts: ServerOptions, limits: Limits) -> dict[str, Any]:
     return {
         "model": _model(),
         "n": _n(opts),
         "size": _nullable(
-            {"type": "string", "pattern": SIZE_PATTERN, "description": "WIDTHxHEIGHT or auto."}
+            {"type": "string", "pattern": size_pattern(limits), "description": "WIDTHxHEIGHT or auto."}
         ),
         "response_format": {
             "type": ["string", "null"],
@@ -146,23 +186,23 @@ def _openai_image_fields(opts: ServerOptions) -> dict[str, Any]:
             "description": "b64_json (default) or url (served from /v1/artifacts).",
         },
         "user": {"type": "string", "maxLength": 512, "description": "Accepted for compatibility; unused."},
-        **diffusion_properties(),
+        **diffusion_properties(limits),
     }
 
 
-def image_generation_schema(opts: ServerOptions) -> dict[str, Any]:
+def image_generation_schema(opts: ServerOptions, limits: Limits = _DEFAULT_LIMITS) -> dict[str, Any]:
     """``POST /v1/images/generations`` (JSON)."""
-    props = {"prompt": prompt_schema(), **_openai_image_fields(opts)}
+    props = {"prompt": prompt_schema(), **_openai_image_fields(opts, limits)}
     if opts.allowed_extra_keys:
         props.update(_extra(opts))
     return {"type": "object", "required": ["prompt"], "properties": props, "additionalProperties": False}
 
 
-def image_edit_schema(opts: ServerOptions, *, docs: bool) -> dict[str, Any]:
+def image_edit_schema(opts: ServerOptions, *, docs: bool, limits: Limits = _DEFAULT_LIMITS) -> dict[str, Any]:
     """``POST /v1/images/edits`` (multipart). Without ``docs`` the file parts are left out."""
     props: dict[str, Any] = {
         "prompt": prompt_schema(),
-        **_openai_image_fields(opts),
+        **_openai_image_fields(opts, limits),
         "strength": _nullable(
             {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "How much to change."}
         ),
@@ -171,7 +211,7 @@ def image_edit_schema(opts: ServerOptions, *, docs: bool) -> dict[str, Any]:
         props.update(_extra(opts))
     schema: dict[str, Any] = {"type": "object", "required": ["prompt"], "properties": props}
     if docs:
-        binary = {"type": "string", "format": "binary"}
+        binary = {"type": "string", "format": "binary", "minLength": 1}
         props["image"] = {**binary, "description": "The image to edit (PNG, JPEG, WebP)."}
         props["image[]"] = {
             "type": "array",
@@ -188,7 +228,9 @@ def image_edit_schema(opts: ServerOptions, *, docs: bool) -> dict[str, Any]:
     return schema
 
 
-def video_create_schema(opts: ServerOptions, *, docs: bool, multipart: bool = False) -> dict[str, Any]:
+def video_create_schema(
+    opts: ServerOptions, *, docs: bool, multipart: bool = False, limits: Limits = _DEFAULT_LIMITS
+) -> dict[str, Any]:
     """``POST /v1/videos`` (JSON or multipart)."""
     props: dict[str, Any] = {
         "prompt": prompt_schema(),
@@ -200,40 +242,43 @@ def video_create_schema(opts: ServerOptions, *, docs: bool, multipart: bool = Fa
             "maximum": 60,
             "description": "Clip length in seconds (num_frames = seconds x fps); num_frames wins when given.",
         },
-        "size": _nullable({"type": "string", "pattern": SIZE_PATTERN, "description": "WIDTHxHEIGHT."}),
-        **diffusion_properties(),
-        "num_frames": _int(1, MAX_FRAMES, "Frames to generate."),
-        "fps": _int(1, MAX_FPS, "Frames per second of the encoded video."),
+        "size": _nullable(
+            {"type": "string", "pattern": size_pattern(limits), "description": "WIDTHxHEIGHT."}
+        ),
+        **diffusion_properties(limits),
+        "num_frames": _int(1, limits.max_frames, "Frames to generate."),
+        "fps": _int(1, limits.max_fps, "Frames per second of the encoded video."),
     }
     if opts.allowed_extra_keys and not (docs and multipart):
         props.update(_extra(opts))
-    if docs:
-        if multipart:
+    if multipart:
+        if docs:
             props["input_reference"] = {
                 "type": "string",
                 "format": "binary",
+                "minLength": 1,
                 "description": "First frame (image-to-video).",
             }
-        else:
-            props["input_reference"] = {
-                "type": "object",
-                "description": "First frame (image-to-video): a data URL or an artifact id of this server.",
-                "properties": {
-                    "image_url": {"type": "string", "pattern": DATA_URL_PATTERN},
-                    "file_id": {"type": "string", "pattern": ARTIFACT_ID_PATTERN},
-                },
-                "additionalProperties": False,
-                "minProperties": 1,
-                "maxProperties": 1,
-            }
-    elif not multipart:
-        props["input_reference"] = {}
+    else:
+        props["input_reference"] = {
+            "type": "object",
+            "description": "First frame (image-to-video): a data URL or an artifact id of this server.",
+            "properties": {
+                "image_url": {"type": "string", "pattern": DATA_URL_PATTERN},
+                "file_id": {"type": "string", "pattern": ARTIFACT_ID_PATTERN},
+            },
+            "additionalProperties": False,
+            "minProperties": 1,
+            "maxProperties": 1,
+        }
     return {"type": "object", "required": ["prompt"], "properties": props, "additionalProperties": False}
 
 
-def job_task_schema(task: str, opts: ServerOptions, *, docs: bool) -> dict[str, Any]:
+def job_task_schema(
+    task: str, opts: ServerOptions, *, docs: bool, limits: Limits = _DEFAULT_LIMITS
+) -> dict[str, Any]:
     """``POST /v1/jobs`` body for one task."""
-    common = diffusion_properties()
+    common = diffusion_properties(limits)
     image = image_input_schema(docs)
     props: dict[str, Any] = {"task": {"type": "string", "const": task}, "model": _model()}
     required = ["task"]
@@ -266,8 +311,8 @@ def job_task_schema(task: str, opts: ServerOptions, *, docs: bool) -> dict[str, 
         if task in ("image_to_image", "multi_view_image"):
             props["strength"] = _nullable({"type": "number", "exclusiveMinimum": 0, "maximum": 1})
         if task in ("text_to_video", "image_to_video"):
-            props["num_frames"] = _int(1, MAX_FRAMES, "Frames to generate.")
-            props["fps"] = _int(1, MAX_FPS, "Frames per second.")
+            props["num_frames"] = _int(1, limits.max_frames, "Frames to generate.")
+            props["fps"] = _int(1, limits.max_fps, "Frames per second.")
         if task == "multi_view_image":
             props["reference_image"] = image
             props["angles"] = {
@@ -301,13 +346,13 @@ def job_schema(opts: ServerOptions) -> dict[str, Any]:
     }
 
 
-def validation_schemas(opts: ServerOptions) -> dict[str, dict[str, Any]]:
+def validation_schemas(opts: ServerOptions, limits: Limits = _DEFAULT_LIMITS) -> dict[str, dict[str, Any]]:
     """The schemas request bodies are validated with, by name."""
     out = {
-        "image_generation": image_generation_schema(opts),
-        "image_edit": image_edit_schema(opts, docs=False),
-        "video_json": video_create_schema(opts, docs=False),
-        "video_multipart": video_create_schema(opts, docs=False, multipart=True),
+        "image_generation": image_generation_schema(opts, limits),
+        "image_edit": image_edit_schema(opts, docs=False, limits=limits),
+        "video_json": video_create_schema(opts, docs=False, limits=limits),
+        "video_multipart": video_create_schema(opts, docs=False, multipart=True, limits=limits),
     }
-    out.update({f"job_{task}": job_task_schema(task, opts, docs=False) for task in TASKS})
+    out.update({f"job_{task}": job_task_schema(task, opts, docs=False, limits=limits) for task in TASKS})
     return out
