@@ -245,14 +245,8 @@ def video(ctx: Context, request: Any, task: str, image: Optional[bytes]) -> Flow
     _emit(request, task, "downloading", progress=1.0, raw={"id": job.id})
     content_path = f"{_job_path(ctx, job.id)}/content"
     t_download = time.monotonic()
-    got = yield from send(
-        ctx.wire,
-        "GET",
-        content_path,
-        deadline=deadline,
-        what=f"GET {ctx.paths.videos}/{{id}}/content",
-        cancel=request.cancel,
-    )
+    what = f"GET {ctx.paths.videos}/{{id}}/content"
+    got = yield from send(ctx.wire, "GET", content_path, deadline=deadline, what=what, cancel=request.cancel)
     timings = {"inference_s": inference_s, "download_s": round(time.monotonic() - t_download, 6)}
     meta = _metadata(
         seed=prepared.seeds[0],

@@ -157,3 +157,15 @@ def test_a_truncated_body_error_names_the_failure(runner, fault_server):
     finally:
         _close(runner, backend)
     assert "()" not in str(info.value)
+
+
+def test_a_bad_video_download_names_the_content_request(runner, fault_server):
+    """Bug: bytes from GET /videos/{id}/content that were no video were reported as a
+    'POST /videos' error."""
+    backend = OpenAICompatibleVisionBackend(base_url=fault_server.base_url, **FAST)
+    fault_server.always("html_200", route="/videos/video_1/content")
+    try:
+        with pytest.raises(ProviderResponseError, match=r"^GET /videos/\{id\}/content: expected video bytes"):
+            runner.manager(backend).generate_video("x")
+    finally:
+        _close(runner, backend)
