@@ -224,3 +224,26 @@ def test_failed_job_reports_an_openai_style_error(serve, client):
     assert done["error"]["type"] == "server_error" and "engine exploded" in done["error"]["message"]
     sync = c.post("/v1/images/generations", json={"prompt": "x"})
     assert sync.status_code == 500 and sync.json()["error"]["code"] == "engine_error"
+
+
+def test_openai_style_masks_are_converted_to_white_means_repaint(serve, client):
+    """OpenAI marks the edit area with transparency; the library paints where the mask is white."""
+    import io
+
+    from PIL import Image
+
+    backend = FakeBackend()
+    c = client(serve(backend))
+    mask = Image.new("RGBA", (16, 16), (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (4, 4, 12, 12))  # transparent square = edit here
+    buf = io.BytesIO()
+    mask.save(buf, format="PNG")
+    files = {"image": ("a.png", png(16, 16), "image/png"), "mask": ("m.png", buf.getvalue(), "image/png")}
+    assert c.post("/v1/images/edits", data={"prompt": "x"}, files=files).status_code == 200
+    received = Image.open(io.BytesIO(backend.calls[-1][1].mask))
+    assert received.mode == "L"
+    assert received.getpixel((8, 8)) == 255 and received.getpixel((0, 0)) == 0
+    plain = png(16, 16, (255, 255, 255))  # no alpha: already white = repaint, passed through
+    files = {"image": ("a.png", png(16, 16), "image/png"), "mask": ("m.png", plain, "image/png")}
+    assert c.post("/v1/images/edits", data={"prompt": "x"}, files=files).status_code == 200
+    assert backend.calls[-1][1].mask == plain

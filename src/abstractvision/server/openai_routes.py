@@ -26,6 +26,7 @@ from .params import (
     check_image_bytes,
     coerce_form,
     decode_image_input,
+    openai_mask,
     parse_size,
     read_form,
     read_json,
@@ -180,7 +181,7 @@ async def edit_images(request: Request) -> Response:
     if len(images) > 1:
         params["reference_images"] = tuple(check_image_bytes(b, "image[]", opts) for b in images[1:])
     if files.get("mask"):
-        params["mask"] = check_image_bytes(files["mask"][0], "mask", opts)
+        params["mask"] = openai_mask(check_image_bytes(files["mask"][0], "mask", opts))
     if body.get("strength") is not None:
         params["strength"] = body["strength"]
     spec = CallSpec(

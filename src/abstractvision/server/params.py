@@ -28,7 +28,7 @@ from .errors import APIError, bad_request
 from .options import ServerOptions
 from .schemas import requests as schemas
 
-__all__ = ["CallSpec", "parse_size", "read_form", "read_json", "validate_body"]
+__all__ = ["CallSpec", "openai_mask", "parse_size", "read_form", "read_json", "validate_body"]
 
 _DATA_URL_RE = re.compile(schemas.DATA_URL_PATTERN)
 _MAX_FORM_FIELDS = 64
@@ -298,6 +298,27 @@ def check_image_bytes(data: bytes, name: str, opts: ServerOptions) -> bytes:
             code="image_too_large",
         )
     return data
+
+
+def openai_mask(data: bytes) -> bytes:
+    """An OpenAI edit mask (transparent = edit) as the library's mask (white = repaint).
+
+    OpenAI marks the area to edit with alpha 0; abstractvision (like Diffusers) paints where
+    the mask is white. A mask with transparent pixels is converted (alpha < 128 -> white,
+    the rest black); a mask without transparency is already in the library's convention.
+    """
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+        if not has_alpha:
+            return data
+        alpha = img.convert("RGBA").getchannel("A")
+    if alpha.getextrema()[0] >= 128:  # fully opaque: nothing marked by transparency
+        return data
+    out = io.BytesIO()
+    alpha.point(lambda a: 255 if a < 128 else 0).save(out, format="PNG")
+    return out.getvalue()
 
 
 def decode_image_input(value: Any, name: str, opts: ServerOptions, artifacts: Any) -> bytes:
