@@ -177,7 +177,7 @@ def build_tiny_sd(
 ) -> str:
     """A Stable Diffusion 1.x-style pipeline (UNet, 2-block VAE, CLIP) with random weights.
 
-    Defaults: 64x64 images (VAE factor 2), about 9 MB on disk. ``block_out_channels``
+    Defaults: 64x64 images (VAE factor 2), about 7 MB on disk. ``block_out_channels``
     widens the UNet (for memory measurements). The scheduler is Euler, so ``steps`` maps
     one-to-one to denoising steps.
     """
