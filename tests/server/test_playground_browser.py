@@ -43,15 +43,6 @@ def browser():
         browser.close()
 
 
-def test_static_assets_are_package_data(serve, client):
-    c = client(serve())
-    page = c.get("/")
-    assert page.status_code == 200 and '<script src="/playground/app.js"' in page.text
-    assert "http://" not in page.text and "https://" not in page.text  # no CDN
-    assert c.get("/playground/app.js").headers["content-type"].startswith("text/javascript")
-    assert c.get("/playground/style.css").headers["content-type"].startswith("text/css")
-
-
 def open_playground(browser, server, errors: list[str]):
     """Load the page, type the API key, wait for the model list; console errors go to ``errors``."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})

@@ -221,3 +221,12 @@ def test_hardening_headers(serve, client):
     assert page.headers["content-security-policy"].startswith("default-src 'self'")
     assert page.headers["x-frame-options"] == "DENY"
     assert c.get("/healthz").headers["x-content-type-options"] == "nosniff"
+
+
+def test_static_assets_are_package_data(serve, client):
+    c = client(serve())
+    page = c.get("/")
+    assert page.status_code == 200 and '<script src="/playground/app.js"' in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN
+    assert c.get("/playground/app.js").headers["content-type"].startswith("text/javascript")
+    assert c.get("/playground/style.css").headers["content-type"].startswith("text/css")
