@@ -6,7 +6,8 @@ count, built here offline with random weights:
 - sd.cpp: ``abstractvision.testing.tiny_sdcpp`` (Flux DiT: hidden 128, one double and one
   single block; TAESD decoder with 16 latent channels; a full-size CLIP-L; no T5, so sd.cpp
   feeds 256 zero context tokens), through ``StableDiffusionCppVisionBackend`` in its worker
-  process (and, for reference, in-process).
+  process, also with ``vae_conv_direct`` (ggml's direct convolution for the TAESD decoder,
+  which dominates at larger sizes on CPU) and, with ``--in-process``, without the worker.
 - Diffusers: a ``FluxPipeline`` folder with the same DiT configuration, an
   ``AutoencoderTiny`` (16 latent channels), the same CLIP-L size, and a one-layer T5 of width
   4096 (``max_sequence_length=256`` to match sd.cpp's context), through
@@ -18,7 +19,7 @@ hits both alike; the load average is printed because a busy machine skews everyt
 (ggml's worker threads spin and suffer most from oversubscription).
 
 usage: python bench/bench_sdcpp_vs_diffusers.py [--sizes 64,128,256] [--steps 2,4]
-       [--repeats 5] [--threads 2] [--json]
+       [--repeats 5] [--threads 2] [--in-process] [--skip-diffusers] [--json]
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5, help="warm calls per engine, size and step count")
     ap.add_argument("--threads", type=int, default=min(os.cpu_count() or 2, 4), help="CPU threads for both")
     ap.add_argument("--skip-diffusers", action="store_true", help="time sd.cpp only")
+    ap.add_argument("--in-process", action="store_true", help="also time sd.cpp with isolate=False")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -136,13 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="abstractvision-bench-sdcpp-") as tmp:
         files = build_tiny_flux_sdcpp(Path(tmp) / "sdcpp")
         engines: dict[str, Any] = {}
-        for label, isolate in (("sdcpp (worker)", True), ("sdcpp (in-process)", False)):
+        variants = [("sdcpp (worker)", True, {}), ("sdcpp conv_direct", True, {"vae_conv_direct": True})]
+        if args.in_process:
+            variants.append(("sdcpp (in-process)", False, {}))
+        for label, isolate, options in variants:
             cfg = StableDiffusionCppBackendConfig(
                 diffusion_model=files.diffusion_model,
                 taesd=files.taesd,
                 clip_l=files.clip_l,
                 n_threads=args.threads,
                 isolate=isolate,
+                engine_options=options,
             )
             engines[label] = (VisionManager(backend=StableDiffusionCppVisionBackend(cfg)), {})
         if not args.skip_diffusers:
