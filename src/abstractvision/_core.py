@@ -217,8 +217,10 @@ class ManagerCore:
             and caps.supported_tasks is not None
             and task not in caps.supported_tasks
         ):
+            hints = caps.raw.get("hints") if isinstance(caps.raw, dict) else None
+            hint = f" {hints[task]}" if isinstance(hints, dict) and isinstance(hints.get(task), str) else ""
             raise CapabilityNotSupportedError(
-                f"The configured backend ({name}) does not support task '{task}'.",
+                f"The configured backend ({name}) does not support task '{task}'.{hint}",
                 task=task,
                 supported=list(caps.supported_tasks),
             )

@@ -316,6 +316,7 @@ class VisionBackendCapabilities:
     """What a configured backend will run (complements the model registry).
 
     ``None`` means "not declared"; the manager then lets the backend decide.
+    ``raw["hints"]`` may map a task name to advice shown when that task is refused.
     """
 
     supported_tasks: Optional[Sequence[str]] = None

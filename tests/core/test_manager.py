@@ -357,3 +357,18 @@ def test_other_batch_methods(vm, store, fake_backend):
     assert [r["metadata"]["seed"] for r in refs] == [3, 4]
     assert len(vm.generate_video_batch("x", count=2, num_frames=2)) == 2
     assert len(vm.image_to_video_batch(png_bytes(), "x", seeds=[1, 2])) == 2
+
+
+def test_backend_hints_reach_the_capability_error():
+    from abstractvision.types import VisionBackendCapabilities
+
+    class Hinting(TextOnlyBackend):
+        def get_capabilities(self):
+            return VisionBackendCapabilities(
+                supported_tasks=("text_to_image",), raw={"hints": {"image_upscale": "Set upscaler_model_id."}}
+            )
+
+    with pytest.raises(
+        CapabilityNotSupportedError, match=r"does not support task 'image_upscale'\. Set upscaler_model_id\."
+    ):
+        VisionManager(backend=Hinting()).upscale_image(png_bytes())

@@ -339,6 +339,10 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
                     "pipeline": family.pipeline_class,
                     "family": family.kind,
                     "upscaler": self.config.upscaler_model_id,
+                    "hints": {
+                        "image_upscale": "Set upscaler_model_id (for example "
+                        "'stabilityai/stable-diffusion-x4-upscaler') or use an upscaler pipeline as model_id.",
+                    },
                 },
             )
         return self._caps
