@@ -125,7 +125,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         for engine in state.engines.values():
             assert engine.runner is not None
-            if not engine.runner._tasks:
+            if not engine.runner.started:
                 engine.runner.start()
         janitor = asyncio.get_running_loop().create_task(_janitor(state))
         try:

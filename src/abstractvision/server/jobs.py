@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import hashlib
 import json
 import math
@@ -292,7 +293,12 @@ class JobRunner:
 
     # -- lifecycle --------------------------------------------------------------------
 
+    @property
+    def started(self) -> bool:
+        return bool(self._tasks)
+
     def start(self) -> None:
+        """Start the worker tasks (on the running loop; also done by the first submit)."""
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._worker(), name=f"av-worker-{self.name}-{i}")
@@ -326,7 +332,7 @@ class JobRunner:
                 code="queue_full",
                 headers={"Retry-After": str(seconds)},
             )
-        if not self._tasks:
+        if not self.started:
             self.start()
         self.store.add(job)
         self.pending.append(job)
@@ -441,6 +447,8 @@ class JobRunner:
         loop = asyncio.get_running_loop()
 
         def deliver(event: ProgressEvent) -> None:
+            if event.message:
+                event = dataclasses.replace(event, message=self.redact(event.message))
             for job in jobs:
                 job.on_progress(event)
 
