@@ -145,21 +145,26 @@ async def _images_response(request: Request, job: Job) -> Response:
     return JSONResponse(body, headers={"X-Job-Id": job.id})
 
 
-async def generate_images(request: Request) -> Response:
-    """``POST /v1/images/generations``."""
-    state = state_of(request)
-    body = validate_body(await read_json(request), state.schemas["image_generation"])
-    params = {"prompt": body["prompt"], **_common_params(body, state.opts)}
+async def _run_images(request: Request, task: str, body: dict[str, Any], params: dict[str, Any]) -> Response:
+    """Queue an image task for a synchronous OpenAI route and answer with its images."""
     spec = CallSpec(
-        task="text_to_image",
+        task=task,
         params=params,
         model=body.get("model"),
         n=body.get("n") or 1,
         response_format=body.get("response_format") or "b64_json",
         summary=_summary(params, n=body.get("n")),
     )
-    job = await state.submit(spec, kind="image", url_base=url_base(request), keep_assets=True)
+    job = await state_of(request).submit(spec, kind="image", url_base=url_base(request), keep_assets=True)
     return await _images_response(request, job)
+
+
+async def generate_images(request: Request) -> Response:
+    """``POST /v1/images/generations``."""
+    state = state_of(request)
+    body = validate_body(await read_json(request), state.schemas["image_generation"])
+    params = {"prompt": body["prompt"], **_common_params(body, state.opts)}
+    return await _run_images(request, "text_to_image", body, params)
 
 
 async def edit_images(request: Request) -> Response:
@@ -184,16 +189,7 @@ async def edit_images(request: Request) -> Response:
         params["mask"] = openai_mask(check_image_bytes(files["mask"][0], "mask", opts))
     if body.get("strength") is not None:
         params["strength"] = body["strength"]
-    spec = CallSpec(
-        task="image_to_image",
-        params=params,
-        model=body.get("model"),
-        n=body.get("n") or 1,
-        response_format=body.get("response_format") or "b64_json",
-        summary=_summary(params, n=body.get("n")),
-    )
-    job = await state.submit(spec, kind="image", url_base=url_base(request), keep_assets=True)
-    return await _images_response(request, job)
+    return await _run_images(request, "image_to_image", body, params)
 
 
 # -- models ---------------------------------------------------------------------------
