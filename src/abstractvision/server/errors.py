@@ -85,10 +85,6 @@ def bad_request(message: str, *, param: Optional[str] = None, code: str = "inval
     return APIError(400, message, param=param, code=code)
 
 
-def not_found(message: str, *, code: str, param: Optional[str] = None) -> APIError:
-    return APIError(404, message, code=code, param=param)
-
-
 def error_from_exception(exc: BaseException) -> APIError:
     """Map any exception raised while serving a request (or running a job) to an :class:`APIError`."""
     if isinstance(exc, APIError):
