@@ -391,7 +391,7 @@ class JobRunner:
             assets = await self._call(live)
         except InvalidRequestError as exc:
             if len(live) == 1:
-                await self._fail(live, exc)
+                self._fail(live, exc)
                 return
             for job in live:  # a merged call was refused (a batch limit...): run them one by one
                 await self._run_group([job])
@@ -402,7 +402,7 @@ class JobRunner:
                 job.finish("cancelled", ttl_s=self.opts.job_ttl_s)
             raise
         except Exception as exc:
-            await self._fail(live, exc)
+            self._fail(live, exc)
             return
         finally:
             self.calls += 1
@@ -426,14 +426,14 @@ class JobRunner:
         try:
             refs = await asyncio.to_thread(self._store_all, job, assets)
         except Exception as exc:
-            await self._fail([job], exc)
+            self._fail([job], exc)
             return
         job.finish("completed", ttl_s=self.opts.job_ttl_s, results=refs)
 
     def _store_all(self, job: Job, assets: list[GeneratedAsset]) -> list[dict[str, Any]]:
         return [self.artifacts.put(a, job_id=job.id, task=job.task) for a in assets]
 
-    async def _fail(self, jobs: list[Job], exc: BaseException) -> None:
+    def _fail(self, jobs: list[Job], exc: BaseException) -> None:
         if isinstance(exc, GenerationCancelledError):
             for job in jobs:
                 job.finish("cancelled", ttl_s=self.opts.job_ttl_s)
