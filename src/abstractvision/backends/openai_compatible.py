@@ -530,12 +530,14 @@ class OpenAICompatibleVisionBackend(VisionBackend):
         if action.deadline_at is None:
             return await self._asend_now(action)
         # httpx times each socket read separately: a server trickling bytes would never
-        # time out, so the whole exchange is cut at the deadline
-        left = max(0.0, action.deadline_at - time.monotonic())
-        try:
-            return await asyncio.wait_for(self._asend_now(action), left)
-        except asyncio.TimeoutError as exc:
-            raise httpx.ReadTimeout("the overall deadline passed") from exc
+        # time out, so the whole exchange is cut at the deadline. With an anyio scope, not
+        # asyncio.wait_for: httpcore shields its connection cleanup from anyio cancellation
+        # only (a native cancel landing there left the connection open in the pool).
+        import anyio  # httpx's async dependency, already imported by httpcore
+
+        with anyio.move_on_after(max(0.0, action.deadline_at - time.monotonic())):
+            return await self._asend_now(action)
+        raise httpx.ReadTimeout("the overall deadline passed")
 
     async def _asend_now(self, action: HttpRequest) -> Reply:
         client = await self._async_client()

@@ -169,3 +169,27 @@ def test_a_bad_video_download_names_the_content_request(runner, fault_server):
             runner.manager(backend).generate_video("x")
     finally:
         _close(runner, backend)
+
+
+def test_the_async_deadline_cut_does_not_leave_connections_open():
+    """Bug (in the first fix of the trickle bug): asyncio.wait_for cancelled the exchange
+    natively; landing in httpcore's connection cleanup, the cancel left the connection open
+    in the pool (16 open sockets after 20 timed-out calls)."""
+    import asyncio
+
+    from abstractvision.types import ImageGenerationRequest
+
+    with FaultServer(trickle_s=0.001) as srv:
+        srv.always("slow_body")
+        backend = OpenAICompatibleVisionBackend(base_url=srv.base_url, deadline_s=0.2, **FAST)
+        loop = asyncio.new_event_loop()
+        try:
+            for _ in range(10):
+                with pytest.raises(GenerationTimeoutError):
+                    loop.run_until_complete(backend.agenerate_image(ImageGenerationRequest(prompt="x")))
+                loop.run_until_complete(asyncio.sleep(0.02))  # let closed transports go
+                assert client_sockets(srv.port) in (0, None)
+        finally:
+            loop.run_until_complete(backend.aclose())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
