@@ -241,3 +241,33 @@ def test_unsupported_task_is_gated_before_any_request(runner, make_backend, serv
     with pytest.raises(CapabilityNotSupportedError):
         vm.edit_image("x", png_bytes())
     assert server.requests == []
+
+
+def test_library_masks_are_sent_in_the_openai_convention(vm, server):
+    """white = repaint (library) becomes transparent = edit (OpenAI protocol); OpenAI-style masks pass unchanged."""
+    import io
+
+    from PIL import Image
+
+    from abstractvision.server.params import openai_mask as server_side
+
+    mask = Image.new("L", (8, 8), 0)
+    mask.paste(255, (0, 0, 4, 8))  # repaint the left half
+    buf = io.BytesIO()
+    mask.save(buf, format="PNG")
+    vm.edit_image("x", png_bytes(), mask=buf.getvalue())
+    [call] = server.calls("POST", "/images/edits")
+    sent = next(f for f in call.form()[1] if f.name == "mask").data
+    alpha = Image.open(io.BytesIO(sent)).convert("RGBA").getchannel("A")
+    assert alpha.getpixel((1, 1)) == 0 and alpha.getpixel((6, 1)) == 255
+    # our own server reads it back as the same white = repaint mask
+    back = Image.open(io.BytesIO(server_side(sent))).convert("L")
+    assert back.getpixel((1, 1)) == 255 and back.getpixel((6, 1)) == 0
+
+    rgba = Image.new("RGBA", (8, 8), (0, 0, 0, 255))
+    rgba.putpixel((0, 0), (0, 0, 0, 0))
+    buf = io.BytesIO()
+    rgba.save(buf, format="PNG")
+    vm.edit_image("x", png_bytes(), mask=buf.getvalue())
+    sent = next(f for f in server.calls("POST", "/images/edits")[-1].form()[1] if f.name == "mask").data
+    assert sent == buf.getvalue()
