@@ -155,55 +155,57 @@ def _drained(c: Any, timeout_s: float = 60.0) -> dict[str, Any]:
 
 
 def _run_load(name: str, target: Any, body: dict[str, Any]) -> None:
-    with _served(target, queue_size=16, workers=1, job_ttl_s=30) as (server, app):
-        with httpx.Client(base_url=server.url, timeout=120) as c:
-            assert c.post("/v1/images/generations", json=body).status_code == 200  # warm-up
-            threads_before = threading.active_count()
-            rss_before = _rss_mb()
-            load = _Load()
-            stop = time.monotonic() + DURATION_S
-            clients = [
-                threading.Thread(target=_client, args=(server.url, body, load, stop, i), daemon=True)
-                for i in range(CLIENTS)
-            ]
-            t0 = time.perf_counter()
-            for t in clients:
-                t.start()
-            for t in clients:
-                t.join(DURATION_S + 180)
-            wall = time.perf_counter() - t0
-            assert not any(t.is_alive() for t in clients), "a client hung"
-            drained = _drained(c)
-            rss_growth = _rss_mb() - rss_before
-            lat = sorted(load.latencies)
-            p50 = statistics.median(lat) if lat else float("nan")
-            p95 = lat[int(0.95 * (len(lat) - 1))] if lat else float("nan")
-            figures = dict(
-                clients=CLIENTS,
-                duration_s=round(wall, 1),
-                requests=sum(load.outcomes.values()),
-                ok=load.outcomes["ok"],
-                rate_limited_429=load.outcomes["429"],
-                dropped_by_client=load.outcomes["dropped"],
-                errors=load.outcomes["error"],
-                p50_s=round(p50, 3),
-                p95_s=round(p95, 3),
-                rss_growth_mb=round(rss_growth, 1),
-                live_jobs_after=drained["live_jobs"],
-            )
-            STATS.figure(f"server_load[{name}]", **figures)
-            print(f"server load [{name}]: {figures}")
-            assert load.outcomes["error"] == 0, load.errors
-            assert load.outcomes["ok"] > 0
-            assert drained["live_jobs"] == 0, drained
-            assert all(q["pending"] == 0 and q["running"] == 0 for q in drained["queues"].values())
-            assert rss_growth < RSS_GROWTH_LIMIT_MB, f"RSS grew {rss_growth:.0f} MB"
-            # client threads are gone; the server keeps at most its bounded to_thread pool
-            pool = min(32, (os.cpu_count() or 1) + 4)
-            assert threading.active_count() <= threads_before + pool
-            # the cancelled synchronous jobs of hung-up clients ended as cancelled, not orphaned
-            statuses = Counter(j["status"] for j in c.get("/v1/jobs").json()["data"])
-            assert set(statuses) <= {"completed", "cancelled"}, statuses
+    with (
+        _served(target, queue_size=16, workers=1, job_ttl_s=30) as (server, _app),
+        httpx.Client(base_url=server.url, timeout=120) as c,
+    ):
+        assert c.post("/v1/images/generations", json=body).status_code == 200  # warm-up
+        threads_before = threading.active_count()
+        rss_before = _rss_mb()
+        load = _Load()
+        stop = time.monotonic() + DURATION_S
+        clients = [
+            threading.Thread(target=_client, args=(server.url, body, load, stop, i), daemon=True)
+            for i in range(CLIENTS)
+        ]
+        t0 = time.perf_counter()
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join(DURATION_S + 180)
+        wall = time.perf_counter() - t0
+        assert not any(t.is_alive() for t in clients), "a client hung"
+        drained = _drained(c)
+        rss_growth = _rss_mb() - rss_before
+        lat = sorted(load.latencies)
+        p50 = statistics.median(lat) if lat else float("nan")
+        p95 = lat[int(0.95 * (len(lat) - 1))] if lat else float("nan")
+        figures = dict(
+            clients=CLIENTS,
+            duration_s=round(wall, 1),
+            requests=sum(load.outcomes.values()),
+            ok=load.outcomes["ok"],
+            rate_limited_429=load.outcomes["429"],
+            dropped_by_client=load.outcomes["dropped"],
+            errors=load.outcomes["error"],
+            p50_s=round(p50, 3),
+            p95_s=round(p95, 3),
+            rss_growth_mb=round(rss_growth, 1),
+            live_jobs_after=drained["live_jobs"],
+        )
+        STATS.figure(f"server_load[{name}]", **figures)
+        print(f"server load [{name}]: {figures}")
+        assert load.outcomes["error"] == 0, load.errors
+        assert load.outcomes["ok"] > 0
+        assert drained["live_jobs"] == 0, drained
+        assert all(q["pending"] == 0 and q["running"] == 0 for q in drained["queues"].values())
+        assert rss_growth < RSS_GROWTH_LIMIT_MB, f"RSS grew {rss_growth:.0f} MB"
+        # client threads are gone; the server keeps at most its bounded to_thread pool
+        pool = min(32, (os.cpu_count() or 1) + 4)
+        assert threading.active_count() <= threads_before + pool
+        # the cancelled synchronous jobs of hung-up clients ended as cancelled, not orphaned
+        statuses = Counter(j["status"] for j in c.get("/v1/jobs").json()["data"])
+        assert set(statuses) <= {"completed", "cancelled"}, statuses
 
 
 def test_64_clients_against_the_fake_backend() -> None:
@@ -229,19 +231,21 @@ def test_64_clients_against_the_tiny_diffusers_model(tmp_path: Any) -> None:
 
 
 def test_finished_jobs_expire_and_are_removed() -> None:
-    with _served(FakeBackend(), job_ttl_s=0.5) as (server, app):
-        with httpx.Client(base_url=server.url, timeout=30) as c:
-            job = c.post("/v1/jobs", json={"task": "text_to_image", "prompt": "ttl", "steps": 1}).json()
-            with c.stream("GET", f"/v1/jobs/{job['id']}/events") as events:
-                for _line in events.iter_lines():
-                    pass
-            assert c.get(f"/v1/jobs/{job['id']}").json()["status"] == "completed"
-            store = app.state.av.jobs
-            deadline = time.monotonic() + 10
-            # the janitor (not a request) sweeps: poll the internal store, not the API
-            while job["id"] in store.jobs and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert job["id"] not in store.jobs
-            r = c.get(f"/v1/jobs/{job['id']}")
-            assert r.status_code == 410 and r.json()["error"]["code"] == "job_expired"
-            assert c.get("/v1/jobs").json()["data"] == []
+    with (
+        _served(FakeBackend(), job_ttl_s=0.5) as (server, app),
+        httpx.Client(base_url=server.url, timeout=30) as c,
+    ):
+        job = c.post("/v1/jobs", json={"task": "text_to_image", "prompt": "ttl", "steps": 1}).json()
+        with c.stream("GET", f"/v1/jobs/{job['id']}/events") as events:
+            for _line in events.iter_lines():
+                pass
+        assert c.get(f"/v1/jobs/{job['id']}").json()["status"] == "completed"
+        store = app.state.av.jobs
+        deadline = time.monotonic() + 10
+        # the janitor (not a request) sweeps: poll the internal store, not the API
+        while job["id"] in store.jobs and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert job["id"] not in store.jobs
+        r = c.get(f"/v1/jobs/{job['id']}")
+        assert r.status_code == 410 and r.json()["error"]["code"] == "job_expired"
+        assert c.get("/v1/jobs").json()["data"] == []
