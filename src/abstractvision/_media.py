@@ -180,6 +180,53 @@ def inspect_image(data: bytes, *, name: str) -> ImageInfo:
     return ImageInfo(width=width, height=height, mime_type=mime, mode=mode)
 
 
+# --- masks -------------------------------------------------------------------------------
+# The library (like Diffusers and sd.cpp) repaints where a mask is white; the OpenAI edits
+# protocol edits where the mask is transparent (alpha 0). These two convert between them.
+
+
+def _has_transparency(img: Any) -> bool:
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        return bool(img.convert("RGBA").getchannel("A").getextrema()[0] < 128)
+    return False
+
+
+def mask_to_openai(data: bytes) -> bytes:
+    """A white = repaint mask as an OpenAI mask (transparent = edit, RGBA PNG).
+
+    A mask that already has transparent pixels is taken to be in the OpenAI convention and
+    returned unchanged.
+    """
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        if _has_transparency(img):
+            return data
+        luminance = img.convert("L")
+    out = Image.new("RGBA", luminance.size, (0, 0, 0, 255))
+    out.putalpha(luminance.point(lambda v: 0 if v >= 128 else 255))
+    buf = io.BytesIO()
+    out.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def mask_from_openai(data: bytes) -> bytes:
+    """An OpenAI mask (transparent = edit) as a white = repaint mask (L PNG).
+
+    A mask without transparent pixels is taken to be in the library's convention already and
+    returned unchanged.
+    """
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        if not _has_transparency(img):
+            return data
+        alpha = img.convert("RGBA").getchannel("A")
+    buf = io.BytesIO()
+    alpha.point(lambda a: 255 if a < 128 else 0).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 # --- PNG text chunks -------------------------------------------------------------------
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from .._fileio import extension_for_mime
-from .._media import sniff_mime
+from .._media import mask_to_openai, sniff_mime
 from ..errors import InvalidRequestError
 from ..model_capabilities import ParamSpec, VisionModelCapabilitiesRegistry
 from ..types import (
@@ -273,30 +273,6 @@ def _file_part(name: str, data: bytes, stem: str) -> tuple[str, str, bytes, str]
     return name, f"{stem}{extension_for_mime(mime)}", data, mime
 
 
-def openai_mask(data: bytes) -> bytes:
-    """The library's mask (white = repaint) as an OpenAI edit mask (transparent = edit).
-
-    The OpenAI edits protocol marks the area to edit with alpha 0. A mask that already has
-    transparent pixels is taken to be in that convention and sent unchanged; otherwise its
-    luminance is turned into alpha (white -> transparent, black -> opaque) in an RGBA PNG.
-    """
-    import io
-
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as img:
-        has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
-        if has_alpha and img.convert("RGBA").getchannel("A").getextrema()[0] < 128:
-            return data
-        luminance = img.convert("L")
-    alpha = luminance.point(lambda v: 0 if v >= 128 else 255)
-    out = Image.new("RGBA", luminance.size, (0, 0, 0, 255))
-    out.putalpha(alpha)
-    buf = io.BytesIO()
-    out.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def image_edit(request: ImageEditRequest, target: Target) -> Prepared:
     """Multipart body of ``POST /images/edits`` (``image`` or ``image[]``, ``mask``)."""
     images = [request.image, *request.reference_images]
@@ -312,7 +288,7 @@ def image_edit(request: ImageEditRequest, target: Target) -> Prepared:
     key = "image[]" if len(images) > 1 else "image"
     files = [_file_part(key, data, f"image_{i}") for i, data in enumerate(images)]
     if request.mask is not None:
-        files.append(_file_part("mask", openai_mask(request.mask), "mask"))
+        files.append(_file_part("mask", mask_to_openai(request.mask), "mask"))
     fields = [(k, _form_value(v)) for k, v in body.items()]
     prepared.content_type, prepared.content = encode_multipart(fields, files)
     return prepared

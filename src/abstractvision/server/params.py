@@ -22,6 +22,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from .. import _jsonschema
+from .._media import mask_from_openai
 from ..types import TASKS
 from .errors import APIError, bad_request
 from .options import ServerOptions
@@ -300,24 +301,8 @@ def check_image_bytes(data: bytes, name: str, opts: ServerOptions) -> bytes:
 
 
 def openai_mask(data: bytes) -> bytes:
-    """An OpenAI edit mask (transparent = edit) as the library's mask (white = repaint).
-
-    OpenAI marks the area to edit with alpha 0; abstractvision (like Diffusers) paints where
-    the mask is white. A mask with transparent pixels is converted (alpha < 128 -> white,
-    the rest black); a mask without transparency is already in the library's convention.
-    """
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as img:
-        has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
-        if not has_alpha:
-            return data
-        alpha = img.convert("RGBA").getchannel("A")
-    if alpha.getextrema()[0] >= 128:  # fully opaque: nothing marked by transparency
-        return data
-    out = io.BytesIO()
-    alpha.point(lambda a: 255 if a < 128 else 0).save(out, format="PNG")
-    return out.getvalue()
+    """An OpenAI edit mask (transparent = edit) as the library's mask (white = repaint)."""
+    return mask_from_openai(data)
 
 
 def decode_image_input(value: Any, name: str, opts: ServerOptions, artifacts: Any) -> bytes:
