@@ -94,10 +94,10 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
 
-    def head(self, *, length: Optional[int] = None, **extra: str) -> bytes:
+    def head(self, *, length: Optional[int] = None, extra: Optional[dict[str, str]] = None) -> bytes:
         reason = {200: "OK", 302: "Found", 307: "Temporary Redirect", 429: "Too Many Requests"}
         lines = [f"HTTP/1.1 {self.status} {reason.get(self.status, 'Status')}"]
-        headers = {**self.headers, **extra}
+        headers = {**self.headers, **(extra or {})}
         if length is not None:
             headers["Content-Length"] = str(length)
         lines += [f"{k}: {v}" for k, v in headers.items()]
@@ -153,6 +153,7 @@ class FaultServer:
         self._ids = itertools.count(1)
         self._polls: dict[str, int] = {}
         self._listener: Optional[socket.socket] = None
+        self._port = 0
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -164,6 +165,7 @@ class FaultServer:
         listener.listen(128)
         listener.settimeout(0.05)
         self._listener = listener
+        self._port = int(listener.getsockname()[1])
         thread = threading.Thread(target=self._accept_loop, name="fault-server", daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -191,8 +193,7 @@ class FaultServer:
 
     @property
     def port(self) -> int:
-        assert self._listener is not None
-        return int(self._listener.getsockname()[1])
+        return self._port
 
     @property
     def origin(self) -> str:
@@ -409,11 +410,11 @@ class FaultServer:
             return False
         if fault == "chunked_cut":
             half = ok.body[: len(ok.body) // 2]
-            head = ok.head(**{"Transfer-Encoding": "chunked"})
+            head = ok.head(extra={"Transfer-Encoding": "chunked"})
             self._send(conn, head + b"%x\r\n" % len(half) + half + b"\r\n" + b"400\r\n" + b"x" * 10)
             return False
         if fault == "bad_gzip":
-            self._send(conn, ok.head(length=len(ok.body), **{"Content-Encoding": "gzip"}) + ok.body)
+            self._send(conn, ok.head(length=len(ok.body), extra={"Content-Encoding": "gzip"}) + ok.body)
             return True
         answer = self._faulty_answer(request, fault)
         self._send(conn, answer.head(length=len(answer.body)) + answer.body)
