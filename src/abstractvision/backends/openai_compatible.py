@@ -43,10 +43,9 @@ from ..types import (
     VisionBackendCapabilities,
 )
 from . import _openai_flows as flows
+from ._deadline_transport import REQUEST_DEADLINE, DeadlineTransport
 from ._openai_protocol import (
-    REQUEST_DEADLINE,
     BodyReader,
-    DeadlineTransport,
     Flow,
     HttpRequest,
     Reply,
