@@ -58,6 +58,7 @@ FAULTS: dict[str, str] = {
     "close": "read the request, then close the connection (FIN) without answering",
     "garbage": "answer bytes that are not HTTP, then close",
     "stall_headers": "read the request and never answer (until the client hangs up)",
+    "no_read": "read no request body for no_read_s (an upload stalls once socket buffers fill), never answer",
     "slow_headers": "send the status line and endless headers, one byte every trickle_s",
     "stall_body": "send the headers and 10 bytes of the body, then stall",
     "slow_body": "send the headers, then the body one byte every trickle_s (JSON padded with spaces)",
@@ -132,9 +133,13 @@ class FaultServer:
         trickle_s: pause between the bytes of ``slow_headers`` / ``slow_body``.
         stall_s: longest stall before the server gives up on its own.
         late_s: how late ``late_headers`` answers.
+        no_read_s: how long ``no_read`` reads nothing (then it drains the request and stalls).
     """
 
-    def __init__(self, *, trickle_s: float = 0.02, stall_s: float = 60.0, late_s: float = 0.1) -> None:
+    def __init__(
+        self, *, trickle_s: float = 0.02, stall_s: float = 60.0, late_s: float = 0.1, no_read_s: float = 1.0
+    ) -> None:
+        self.no_read_s = no_read_s
         self.trickle_s = trickle_s
         self.stall_s = stall_s
         self.late_s = late_s
@@ -269,15 +274,19 @@ class FaultServer:
         try:
             conn.settimeout(30)
             while not self._stop.is_set():
-                request, buf = self._read_request(conn, buf)
-                if request is None:
+                head, buf = self._read_head(conn, buf)
+                if head is None:
                     return
-                fault = self._next_fault(request)
+                fault = self._next_fault(head)  # chosen before the body: no_read never reads it
                 with self._lock:
-                    self.served.append(Served(request.method, request.path, fault))
+                    self.served.append(Served(head.method, head.path, fault))
                     if fault != "ok":
                         self.injected[fault] += 1
-                if not self._answer(conn, request, fault):
+                if fault == "no_read":
+                    self._wait_hangup(conn)
+                    return
+                request, buf = self._read_body(conn, head, buf)
+                if request is None or not self._answer(conn, request, fault):
                     return
         except (_Gone, OSError):
             return
@@ -291,7 +300,8 @@ class FaultServer:
                 pass
 
     @staticmethod
-    def _read_request(conn: socket.socket, buf: bytes) -> tuple[Optional[Request], bytes]:
+    def _read_head(conn: socket.socket, buf: bytes) -> tuple[Optional[Request], bytes]:
+        """The request line and headers (``body`` still empty) and the bytes after them."""
         while b"\r\n\r\n" not in buf:
             data = conn.recv(65536)
             if not data:
@@ -304,15 +314,35 @@ class FaultServer:
         for line in lines[1:]:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length") or 0)
-        while len(rest) < length:
+        path = target.split("?")[0]
+        path = path[3:] if path.startswith("/v1/") else path
+        return Request(method, path, headers, b""), rest
+
+    @staticmethod
+    def _read_body(conn: socket.socket, head: Request, buf: bytes) -> tuple[Optional[Request], bytes]:
+        length = int(head.headers.get("content-length") or 0)
+        while len(buf) < length:
             data = conn.recv(65536)
             if not data:
                 return None, b""
-            rest += data
-        path = target.split("?")[0]
-        path = path[3:] if path.startswith("/v1/") else path
-        return Request(method, path, headers, rest[:length]), rest[length:]
+            buf += data
+        return Request(head.method, head.path, head.headers, buf[:length]), buf[length:]
+
+    def _wait_hangup(self, conn: socket.socket) -> None:
+        """Read nothing for ``no_read_s`` (or until the client hangs up), then drain and stall.
+
+        A client that gave up on a stalled upload closes its socket, but its FIN waits behind
+        the unsent data for a window that never opens: draining lets it through, so the
+        server side closes too.
+        """
+        hangup = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
+        poller = select.poll()
+        poller.register(conn, hangup)
+        end = time.monotonic() + self.no_read_s
+        while time.monotonic() < end:
+            if self._stop.is_set() or poller.poll(50):
+                return
+        self._pause(conn, self.stall_s)
 
     def _next_fault(self, request: Request) -> str:
         with self._lock:

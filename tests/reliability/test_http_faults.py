@@ -94,6 +94,7 @@ _TRANSPORT: dict[str, tuple[Expected, Expected]] = {
     "close": (SUCCESS, (ProviderConnectionError,)),
     "garbage": (SUCCESS, (ProviderConnectionError,)),
     "stall_headers": ((ProviderTimeoutError,), (ProviderTimeoutError,)),
+    "no_read": ((ProviderTimeoutError,), (ProviderTimeoutError,)),  # small bodies: a read timeout
     "slow_headers": ((GenerationTimeoutError,), (GenerationTimeoutError,)),
     "stall_body": ((ProviderTimeoutError,), (ProviderTimeoutError,)),
     "slow_body": ((GenerationTimeoutError,), (GenerationTimeoutError,)),

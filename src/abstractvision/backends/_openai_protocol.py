@@ -403,11 +403,15 @@ def send(
         except httpx.TimeoutException as exc:
             if deadline.expired():
                 raise deadline.error() from exc
-            kind = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
-            limit = action.connect_timeout_s if kind == "connect" else action.read_timeout_s
-            error = ProviderTimeoutError(
-                f"{what}: {kind} timeout after {limit:g} s (timeout_s / connect_timeout_s)."
-            )
+            if isinstance(exc, httpx.ConnectTimeout):
+                detail = f"connect timeout after {action.connect_timeout_s:g} s (connect_timeout_s)"
+            elif isinstance(exc, httpx.WriteTimeout):
+                detail = f"write timeout after {action.read_timeout_s:g} s: the server stopped reading the request (timeout_s)"
+            elif isinstance(exc, httpx.PoolTimeout):
+                detail = f"no free connection within {action.read_timeout_s:g} s (timeout_s)"
+            else:
+                detail = f"read timeout after {action.read_timeout_s:g} s (timeout_s)"
+            error = ProviderTimeoutError(f"{what}: {detail}.")
             cause, retryable = exc, isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout))
         except httpx.DecodingError as exc:
             raise ProviderResponseError(f"{what}: the response body could not be decoded ({exc}).") from exc

@@ -143,7 +143,7 @@ def test_async_connections_do_not_outlive_their_event_loop(fault_server):
         asyncio.run(backend.agenerate_image(ImageGenerationRequest(prompt="x")))
         assert client_sockets(fault_server.port) in (0, None)
     backend.close()
-    assert fault_server.wait_closed(timeout=2.0) == 0
+    assert fault_server.wait_closed(timeout=5.0) == 0
 
 
 def test_a_truncated_body_error_names_the_failure(runner, fault_server):
@@ -193,3 +193,22 @@ def test_the_async_deadline_cut_does_not_leave_connections_open():
             loop.run_until_complete(backend.aclose())
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
+
+
+def test_an_upload_the_server_stops_reading_is_a_write_timeout(runner, fault_server):
+    """Bug: a server that stopped reading an upload (the socket buffers full) was reported
+    as 'read timeout after ... s'."""
+    from abstractvision.errors import ProviderTimeoutError
+    from reliability.fault_server import png_bytes
+
+    fault_server.inject("no_read", route="/images/edits")
+    backend = OpenAICompatibleVisionBackend(base_url=fault_server.base_url, timeout_s=0.3, **FAST)
+    image = png_bytes() + bytes(16 * 1024 * 1024)  # more than loopback socket buffers hold
+    try:
+        with pytest.raises(
+            ProviderTimeoutError, match=r"write timeout after 0\.3 s: the server stopped reading"
+        ):
+            runner.manager(backend).edit_image("x", image)
+    finally:
+        _close(runner, backend)
+    assert fault_server.wait_closed(timeout=5.0) == 0
