@@ -372,3 +372,13 @@ def test_backend_hints_reach_the_capability_error():
         CapabilityNotSupportedError, match=r"does not support task 'image_upscale'\. Set upscaler_model_id\."
     ):
         VisionManager(backend=Hinting()).upscale_image(png_bytes())
+
+
+def test_default_batch_loop_plans_distinct_seeds_when_called_directly():
+    from abstractvision.types import ImageGenerationRequest
+
+    backend = TextOnlyBackend()
+    assets = backend.generate_image_batch(ImageGenerationRequest(prompt="x", n=3, seed=7))
+    assert [a.seed for a in assets] == [7, 8, 9]
+    unseeded = backend.generate_image_batch(ImageGenerationRequest(prompt="x", n=2))
+    assert len({a.seed for a in unseeded}) == 2

@@ -99,7 +99,12 @@ class VisionBackend:
 
     @staticmethod
     def _loop_batch(method: Any, request: _R) -> list[GeneratedAsset]:
-        seeds: Sequence[Optional[int]] = request.seeds or [request.seed] * request.n
+        seeds: Sequence[Optional[int]] = request.seeds or ()
+        if not seeds:
+            # called directly (not through a manager): plan distinct seeds, never n copies of one
+            from .._validation import plan_seeds
+
+            seeds = plan_seeds(request.n, seed=request.seed)
         out = []
         for seed in seeds:
             if request.cancel is not None and request.cancel.is_set():
