@@ -32,6 +32,7 @@ from .errors import InvalidRequestError
 
 __all__ = [
     "BACKENDS",
+    "SETTING_KEYS",
     "BackendSettings",
     "coerce_option",
     "create_backend",
@@ -71,6 +72,8 @@ _SCALARS = (
     "timeout_s",
     "store_dir",
 )
+#: every scalar setting, in display order (the CLI's `doctor` lists them)
+SETTING_KEYS = _SCALARS
 #: settings whose value is text (a path or a name)
 _STRINGS = ("backend", "model", "base_url", "api_key", "device", "dtype", "store_dir")
 _TRUE = {"1", "true", "yes", "on"}

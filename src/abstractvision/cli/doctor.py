@@ -162,17 +162,9 @@ def _print_report(report: dict[str, Any]) -> None:
         f"  config file    {settings.get('config_path') or 'none (searched ~/.config/abstractvision/config.toml, .json)'}\n"
     )
     sources = settings.get("sources") or {}
-    for key in (
-        "backend",
-        "model",
-        "base_url",
-        "api_key",
-        "device",
-        "dtype",
-        "allow_download",
-        "timeout_s",
-        "store_dir",
-    ):
+    from ..config import SETTING_KEYS
+
+    for key in SETTING_KEYS:
         if settings.get(key) is not None:
             w(f"  {key:14} {settings[key]}  [{sources.get(key, '?')}]\n")
     for key, value in (settings.get("options") or {}).items():
