@@ -5,6 +5,7 @@ Usage (from the repository root, in the project's virtual environment)::
 
     python scripts/reliability_report.py            # CI size (about a minute)
     python scripts/reliability_report.py --long     # the long run (ABSTRACTVISION_FUZZ=long)
+    python scripts/reliability_report.py --suite tests/reliability/test_store_stress.py  # one suite
 
 Every ``tests/reliability/test_*.py`` file is run, so suites added later appear in the
 report without touching this script. A suite reports its figures through
@@ -38,10 +39,15 @@ TITLES = {
     "test_fuzz_api.py": "Property-based fuzzing of the Python API",
     "test_store_stress.py": "Artifact store: concurrency, SIGKILL, full disk, tampering",
     "test_regressions.py": "Regression tests for the bugs found",
+    "test_http_faults.py": "OpenAI-compatible backend under HTTP faults",
+    "test_security.py": "Server security review",
+    "test_server_load.py": "Server under load",
+    "test_server_schema.py": "Server schema fuzzing (schemathesis)",
 }
 
-#: the bugs these suites found, as (commit subject, file) - hashes are looked up in git
-BUGS = [
+#: the bugs these suites found, by suite group, as (commit subject, file); hashes are looked up in git
+BUG_GROUPS: dict[str, list[tuple[str, str]]] = {}
+BUG_GROUPS["Python API fuzzing and the artifact store (regression tests in `test_regressions.py`)"] = [
     ("Fix: float parameters leaked OverflowError for ints too large for a float", "_validation.py"),
     ("Fix: LoRA adapter validation leaked TypeError on dict keys of mixed types", "_validation.py"),
     ("Fix: cancel=threading.Event (the class) leaked TypeError", "_validation.py"),
@@ -90,7 +96,9 @@ NOTES = [
 ]
 
 
-def run_suites(long: bool, extra_args: list[str]) -> tuple[int, dict[str, Any], ET.Element, float]:
+def run_suites(
+    long: bool, extra_args: list[str], suites: list[str] | None = None
+) -> tuple[int, dict[str, Any], ET.Element, float]:
     env = dict(os.environ)
     env.pop("ABSTRACTVISION_FUZZ", None)
     if long:
@@ -103,7 +111,7 @@ def run_suites(long: bool, extra_args: list[str]) -> tuple[int, dict[str, Any], 
             sys.executable,
             "-m",
             "pytest",
-            str(SUITE_DIR.relative_to(ROOT)),
+            *(suites or [str(SUITE_DIR.relative_to(ROOT))]),
             "-q",
             "-p",
             "no:cacheprovider",
@@ -279,7 +287,6 @@ def render(code: int, stats: dict[str, Any], junit: ET.Element, wall: float, lon
     if store_figs:
         w("## Load and faults")
         w("")
-        faults = 0
         for name in sorted(store_figs):
             values = store_figs[name]
             w(f"### `{name}`")
@@ -287,9 +294,10 @@ def render(code: int, stats: dict[str, Any], junit: ET.Element, wall: float, lon
             for key in sorted(values):
                 w(f"- {key}: {_fmt(values[key])}")
             w("")
-            faults += int(values.get("faults", 0)) + int(values.get("kills", 0))
+    store_names = ("concurrent_writes", "sigkill_random", "enospc_injected", "tampered_blobs")
+    if any(name in figures for name in store_names):
         conc = store_figs.get("concurrent_writes", {})
-        w("### Summary")
+        w("### Artifact store summary")
         w("")
         if conc:
             w(
@@ -324,17 +332,26 @@ def render(code: int, stats: dict[str, Any], junit: ET.Element, wall: float, lon
             f"- Tampering: {len(tampered)} kinds of blob damage, all detected on read "
             f"(`ArtifactIntegrityError`); {len(sidecars)} kinds of sidecar damage, none crashed `list()`."
         )
-        w(f"- Faults injected in total (ENOSPC + SIGKILL): {faults + sum(int(v) for v in inside.values())}.")
+        faults = (
+            int(enospc.get("faults", 0))
+            + int((real or {}).get("enospc_errors", 0))
+            + int(kills.get("kills", 0))
+            + sum(int(v) for v in inside.values())
+        )
+        w(f"- Store faults injected in total (ENOSPC + SIGKILL): {faults}.")
         w("")
     w("## Bugs these suites found")
     w("")
-    w("Each was fixed in its own commit, with a regression test in `tests/reliability/test_regressions.py`.")
+    w("Each was fixed in its own commit, with a regression test.")
     w("")
-    w("| commit | file | bug |")
-    w("|---|---|---|")
-    for subject, where in BUGS:
-        w(f"| `{commit_of(subject)}` | `{where}` | {subject.removeprefix('Fix: ')} |")
-    w("")
+    for group, bugs in BUG_GROUPS.items():
+        w(f"### {group}")
+        w("")
+        w("| commit | file | bug |")
+        w("|---|---|---|")
+        for subject, where in bugs:
+            w(f"| `{commit_of(subject)}` | `{where}` | {subject.removeprefix('Fix: ')} |")
+        w("")
     w("Found and not fixed here (outside the files these suites own):")
     w("")
     for note in NOTES:
@@ -347,9 +364,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--long", action="store_true", help="the long run (ABSTRACTVISION_FUZZ=long)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the report")
+    parser.add_argument(
+        "--suite",
+        action="append",
+        dest="suites",
+        metavar="PATH",
+        help="run only this suite file (repeatable); default: every tests/reliability/test_*.py",
+    )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
-    code, stats, junit, wall = run_suites(args.long, args.pytest_args)
+    code, stats, junit, wall = run_suites(args.long, args.pytest_args, args.suites)
     report = render(code, stats, junit, wall, args.long)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(report + "\n", encoding="utf-8")
