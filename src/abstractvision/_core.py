@@ -21,6 +21,7 @@ from .artifacts import _json_safe
 from .backends.base_backend import TASK_METHODS
 from .errors import (
     AbstractVisionError,
+    ArtifactStoreError,
     BackendError,
     BackendNotConfiguredError,
     CapabilityNotSupportedError,
@@ -253,6 +254,7 @@ class ManagerCore:
         count: Any = None,
         seeds: Any = None,
         tags: Optional[dict[str, str]] = None,
+        count_name: str = "count",
     ) -> CallPlan:
         """Validate and gate a call; coerce image inputs; build the request dataclass.
 
@@ -286,7 +288,9 @@ class ManagerCore:
         planned: tuple[int, ...] = ()
         n = 1
         if batch:
-            planned = _validation.plan_seeds(count, seed=params.get("seed"), seeds=seeds)
+            planned = _validation.plan_seeds(
+                count, seed=params.get("seed"), seeds=seeds, count_name=count_name
+            )
             n = len(planned)
         self._gate_registry(task, {k: v for k, v in params.items() if k not in ("on_progress", "cancel")}, n)
         caps = self._gate_backend(backend, task, params)
@@ -488,6 +492,24 @@ class ManagerCore:
         if mime == "image/png":
             data = _media.embed_png_text(data, _media.provenance_png_text(meta))
         return GeneratedAsset(media_type=asset.media_type, data=data, mime_type=mime, metadata=meta)
+
+    def store_output(self, plan: CallPlan, asset: GeneratedAsset) -> Output:
+        """The public output for one finalized asset: itself, or its ref from the store."""
+        if self.store is None:
+            return asset
+        try:
+            ref = self.store.store_bytes(asset.data, **self.store_kwargs(plan, asset))
+        except AbstractVisionError:
+            raise
+        except Exception as exc:  # a custom MediaStore's own failure
+            raise ArtifactStoreError(
+                f"The store failed to keep the result: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(ref, dict):
+            raise ArtifactStoreError(
+                f"store_bytes() returned {type(ref).__name__}; a MediaStore returns a ref dict."
+            )
+        return ref
 
     def store_kwargs(self, plan: CallPlan, asset: GeneratedAsset) -> dict[str, Any]:
         tags = dict(plan.tags)

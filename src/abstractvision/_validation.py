@@ -252,12 +252,15 @@ def check_common(params: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def plan_seeds(count: Any, *, seed: Any = None, seeds: Any = None) -> tuple[int, ...]:
+def plan_seeds(
+    count: Any, *, seed: Any = None, seeds: Any = None, count_name: str = "count"
+) -> tuple[int, ...]:
     """Seeds for a batch: ``seeds`` as given, else ``seed, seed+1, ...``, else random ones.
 
     Every output of a batch gets a known seed so any image can be reproduced alone.
+    ``count_name`` is the parameter the caller used (``count`` or ``n``), for messages.
     """
-    n = check_int(count, "count", lo=1, hi=MAX_BATCH)
+    n = check_int(count, count_name, lo=1, hi=MAX_BATCH)
     if seeds is not None:
         if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
             raise InvalidRequestError("'seeds' must be a list of integers.", param="seeds")

@@ -98,10 +98,7 @@ class AsyncVisionManager(ManagerCore):
     async def _store_all(self, plan: CallPlan, finals: list[GeneratedAsset]) -> list[Output]:
         if self.store is None:
             return list(finals)
-        store = self.store
-        return await asyncio.to_thread(
-            lambda: [store.store_bytes(a.data, **self.store_kwargs(plan, a)) for a in finals]
-        )
+        return await asyncio.to_thread(lambda: [self.store_output(plan, a) for a in finals])
 
     async def _execute(self, plan: CallPlan) -> list[Output]:
         assets = await self._run(plan)
@@ -116,8 +113,14 @@ class AsyncVisionManager(ManagerCore):
     async def _many(
         self, task: str, params: dict[str, Any], count: Optional[int], n: Optional[int], seeds: Any
     ) -> list[Output]:
+        count_name = "n" if count is None and n is not None else "count"
         plan = await self._plan(
-            task, params, batch=True, count=count if count is not None else n, seeds=seeds
+            task,
+            params,
+            batch=True,
+            count=count if count is not None else n,
+            seeds=seeds,
+            count_name=count_name,
         )
         return await self._execute(plan)
 

@@ -285,8 +285,15 @@ class GeneratedAsset:
 
         from PIL import Image
 
-        img = Image.open(io.BytesIO(self.data))
-        img.load()
+        try:
+            img = Image.open(io.BytesIO(self.data))
+            img.load()
+        except Exception as exc:  # Pillow raises several types for undecodable bytes
+            from .errors import InvalidRequestError
+
+            raise InvalidRequestError(
+                f"to_pil(): the asset's bytes are not a decodable image ({exc})."
+            ) from exc
         return img
 
 

@@ -82,9 +82,7 @@ class VisionManager(ManagerCore):
     # -- plumbing ---------------------------------------------------------------------
 
     def _output(self, plan: CallPlan, asset: GeneratedAsset) -> Output:
-        if self.store is None:
-            return asset
-        return self.store.store_bytes(asset.data, **self.store_kwargs(plan, asset))
+        return self.store_output(plan, asset)
 
     def _execute(self, plan: CallPlan) -> list[Output]:
         plan.relay.emit("started")
@@ -102,9 +100,16 @@ class VisionManager(ManagerCore):
     def _many(
         self, task: str, params: dict[str, Any], count: Optional[int], n: Optional[int], seeds: Any
     ) -> list[Output]:
-        return self._execute(
-            self.plan(task, params, batch=True, count=count if count is not None else n, seeds=seeds)
+        count_name = "n" if count is None and n is not None else "count"
+        plan = self.plan(
+            task,
+            params,
+            batch=True,
+            count=count if count is not None else n,
+            seeds=seeds,
+            count_name=count_name,
         )
+        return self._execute(plan)
 
     # -- tasks ------------------------------------------------------------------------
 

@@ -382,3 +382,27 @@ def test_default_batch_loop_plans_distinct_seeds_when_called_directly():
     assert [a.seed for a in assets] == [7, 8, 9]
     unseeded = backend.generate_image_batch(ImageGenerationRequest(prompt="x", n=2))
     assert len({a.seed for a in unseeded}) == 2
+
+
+def test_batch_n_is_named_in_errors_and_store_failures_are_typed(fake_backend):
+    from abstractvision.errors import ArtifactStoreError
+
+    vm = VisionManager(backend=fake_backend)
+    with pytest.raises(InvalidRequestError, match="'n' must be between") as info:
+        vm.generate_image_batch("x", n=0)
+    assert info.value.param == "n"
+
+    class BrokenStore:
+        def store_bytes(self, content, **kwargs):
+            raise OSError("disk on fire")
+
+        def load_bytes(self, artifact_id):
+            raise KeyError(artifact_id)
+
+    with pytest.raises(ArtifactStoreError, match="disk on fire"):
+        VisionManager(backend=fake_backend, store=BrokenStore()).generate_image("x")
+
+
+def test_to_pil_on_non_image_bytes_is_a_typed_error():
+    with pytest.raises(InvalidRequestError, match="not a decodable image"):
+        GeneratedAsset("image", b"not an image", "image/png").to_pil()
