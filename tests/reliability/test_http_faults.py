@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import os
 import random
 import threading
@@ -149,6 +150,7 @@ class Figures:
         self.worst_call = ""
         self.worst_over_budget_s = -1e9  # elapsed - (deadline + the video cleanup allowance)
         self.sockets_before = 0
+        self.late_releases = 0  # sockets over the bound right after a call, released within 1 s
         self.sockets_max_between_calls = 0
         self.sockets_after_close = 0
         self.server_open_after_close = 0
@@ -180,6 +182,7 @@ class Figures:
             "slowest_call": self.worst_call,
             "client_sockets_before": self.sockets_before,
             "client_sockets_max_between_calls": self.sockets_max_between_calls,
+            "client_sockets_released_late": self.late_releases,
             "client_sockets_after_close": self.sockets_after_close,
             "server_connections_after_close": self.server_open_after_close,
         }
@@ -306,13 +309,28 @@ def check_closed(client: Client) -> None:
     assert open_on_server == 0, f"{open_on_server} connection(s) still open on the server"
 
 
-def note_sockets(client: Client, bound: int) -> None:
+def note_sockets(client: Client, bound: int, label: str = "") -> None:
+    """At most ``bound`` sockets open between calls (the pool's idle keep-alive connection).
+
+    A socket over the bound gets up to a second (the event loop running, a garbage
+    collection) before it counts as a leak; such late releases are counted in the figures.
+    """
     count = client.sockets()
     if count is None:
         return
+    late = count > bound
+    for _ in range(20):
+        if count <= bound:
+            break
+        gc.collect()
+        time.sleep(0.05)
+        count = client.sockets() or 0
     with FIGURES.lock:
         FIGURES.sockets_max_between_calls = max(FIGURES.sockets_max_between_calls, count)
-    assert count <= bound, f"{count} sockets open between sequential calls (at most {bound} expected)"
+        FIGURES.late_releases += int(late and count <= bound)
+    assert count <= bound, (
+        f"{label}: {count} sockets open between sequential calls (at most {bound} expected)"
+    )
 
 
 @pytest.fixture
@@ -467,7 +485,7 @@ def test_a_storm_of_random_faults(mode: str, server: FaultServer, seed: int) -> 
                 check_outcome(result, TYPED, label)
             # a video job abandoned at the deadline is cancelled with a best-effort DELETE
             check_time(result, client.deadline + (CLEANUP_S if op == "video" else 0.0), label)
-            note_sockets(client, 1)
+            note_sockets(client, 1, label)
     finally:
         server.clear()
         check_closed(client)
