@@ -127,6 +127,17 @@ def _describe_input(data: bytes, info: _media.ImageInfo) -> dict[str, Any]:
     }
 
 
+def _basenames(value: Any) -> Any:
+    """``value`` with every absolute path string replaced by its basename (dicts and lists too)."""
+    if isinstance(value, str) and (value.startswith("/") or value[1:3] in (":\\", ":/")):
+        return value.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or value
+    if isinstance(value, dict):
+        return {k: _basenames(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_basenames(v) for v in value]
+    return value
+
+
 class ManagerCore:
     """State and logic shared by the sync and async managers (no engine I/O here)."""
 
@@ -136,9 +147,12 @@ class ManagerCore:
         store: Any = None,
         model_id: Optional[str] = None,
         registry: Optional[VisionModelCapabilitiesRegistry] = None,
+        model_label: Optional[str] = None,
     ) -> None:
         if model_id is not None and (not isinstance(model_id, str) or not model_id.strip()):
             raise InvalidRequestError("model_id must be a non-empty string or None.", param="model_id")
+        if model_label is not None and (not isinstance(model_label, str) or not model_label.strip()):
+            raise InvalidRequestError("model_label must be a non-empty string or None.", param="model_label")
         if backend is not None and (
             isinstance(backend, type)
             or not any(callable(getattr(backend, m, None)) for m in TASK_METHODS.values())
@@ -169,6 +183,7 @@ class ManagerCore:
         self.store = store
         self.model_id = model_id
         self.registry = registry
+        self.model_label = model_label
         if model_id is not None:
             if self.registry is None:
                 self.registry = VisionModelCapabilitiesRegistry()
@@ -463,10 +478,14 @@ class ManagerCore:
         meta = dict(asset.metadata)
         describe = getattr(self.backend, "describe", None)
         identity = describe() if callable(describe) else {"backend": type(self.backend).__name__}
+        if self.model_label is not None:  # public provenance: file names, not this machine's paths
+            identity = _basenames(identity)
         for key, value in identity.items():
             meta.setdefault(key, value)
         if self.model_id is not None:
             meta.setdefault("model", self.model_id)
+        if self.model_label is not None:  # a server's public name, never a local path
+            meta["model"] = self.model_label
         meta.setdefault("task", plan.task)
         if plan.task == "multi_view_image":
             if index < len(plan.views) and not meta.get("contact_sheet"):

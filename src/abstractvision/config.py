@@ -12,7 +12,8 @@ or TOML, found at ``--config`` / ``ABSTRACTVISION_CONFIG`` or, when present,
     offload = "model"
 
 Environment variables: ``ABSTRACTVISION_BACKEND``, ``_MODEL``, ``_BASE_URL``, ``_API_KEY``,
-``_DEVICE``, ``_DTYPE``, ``_ALLOW_DOWNLOAD``, ``_TIMEOUT_S``, ``_STORE_DIR``, ``_CONFIG``
+``_DEVICE``, ``_DTYPE``, ``_ALLOW_DOWNLOAD``, ``_TIMEOUT_S``, ``_STORE_DIR``, ``_MODELS_DIR``
+(where :mod:`abstractvision.discovery` looks for local models), ``_CONFIG``
 and, for backend options, ``ABSTRACTVISION_OPT_<NAME>`` (for example
 ``ABSTRACTVISION_OPT_CLIP_L=/models/clip_l.safetensors``).
 """
@@ -39,6 +40,7 @@ __all__ = [
     "create_manager",
     "load_config_file",
     "normalize_backend_name",
+    "override_settings",
     "resolve_settings",
 ]
 
@@ -71,11 +73,12 @@ _SCALARS = (
     "allow_download",
     "timeout_s",
     "store_dir",
+    "models_dir",
 )
 #: every scalar setting, in display order (the CLI's `doctor` lists them)
 SETTING_KEYS = _SCALARS
 #: settings whose value is text (a path or a name)
-_STRINGS = ("backend", "model", "base_url", "api_key", "device", "dtype", "store_dir")
+_STRINGS = ("backend", "model", "base_url", "api_key", "device", "dtype", "store_dir", "models_dir")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 DEFAULT_CONFIG_PATHS = (
@@ -97,6 +100,7 @@ class BackendSettings:
     allow_download: Optional[bool] = None
     timeout_s: Optional[float] = None
     store_dir: Optional[str] = None
+    models_dir: Optional[str] = None
     options: dict[str, Any] = field(default_factory=dict)
     config_path: Optional[str] = None
     sources: dict[str, str] = field(default_factory=dict)
@@ -262,15 +266,25 @@ def resolve_settings(
                 settings.options[str(key)] = value
                 settings.sources[f"options.{key}"] = source
 
-    unknown = set(explicit) - set(_SCALARS) - {"options"}
+    _check_known(explicit, "settings")
+    return _finish(settings)
+
+
+def _check_known(layer: Mapping[str, Any], what: str) -> None:
+    unknown = set(layer) - set(_SCALARS) - {"options"}
     if unknown:
         raise InvalidRequestError(
-            f"Unknown setting(s) {sorted(map(repr, unknown))}; allowed: {', '.join(_SCALARS)}, options.",
+            f"Unknown setting(s) {sorted(map(repr, unknown))} in the {what}; "
+            f"allowed: {', '.join(_SCALARS)}, options.",
             param="settings",
         )
+
+
+def _finish(settings: BackendSettings) -> BackendSettings:
+    """Check types and normalise values once every layer is applied."""
     for key in _STRINGS:
         value = getattr(settings, key)
-        if isinstance(value, os.PathLike) and key == "store_dir":
+        if isinstance(value, os.PathLike) and key in ("store_dir", "models_dir"):
             value = os.fspath(value)
             setattr(settings, key, value)
         if value is not None and not isinstance(value, str):
@@ -287,6 +301,33 @@ def resolve_settings(
         settings.backend = "openai"
         settings.sources["backend"] = "implied by base_url"
     return settings
+
+
+def override_settings(
+    base: BackendSettings, overrides: Mapping[str, Any], *, source: str = "explicit"
+) -> BackendSettings:
+    """A copy of resolved ``base`` settings with ``overrides`` applied on top, checked again.
+
+    ``overrides`` holds scalar keys (``backend``, ``model``...) and an optional ``options``
+    mapping, as :func:`resolve_settings` takes them; ``None`` values are "not given". The
+    models file of ``abstractvision serve`` builds each served model's settings this way.
+    """
+    if not isinstance(overrides, Mapping):
+        raise InvalidRequestError(f"The {source} must be a table of settings.", param="settings")
+    _check_known(overrides, source)
+    settings = dataclasses.replace(base, options=dict(base.options), sources=dict(base.sources))
+    for key in _SCALARS:
+        if overrides.get(key) is not None:
+            setattr(settings, key, overrides[key])
+            settings.sources[key] = source
+    options = overrides.get("options") or {}
+    if not isinstance(options, Mapping):
+        raise InvalidRequestError(f"'options' in the {source} must be a table.", param="options")
+    for key, value in options.items():
+        if value is not None:
+            settings.options[str(key)] = value
+            settings.sources[f"options.{key}"] = source
+    return _finish(settings)
 
 
 def _config_fields(cls: type) -> set[str]:

@@ -69,6 +69,8 @@ class VisionManager(ManagerCore):
             fail before the backend runs.
         registry: the :class:`VisionModelCapabilitiesRegistry` to gate with (created on
             demand when ``model_id`` is set).
+        model_label: the model name recorded in provenance instead of the backend's own
+            (a server records its public model name, never a local path).
 
     Every task method accepts ``on_progress`` (a callable receiving
     :class:`~abstractvision.ProgressEvent`) and ``cancel`` (an object with ``is_set()``,

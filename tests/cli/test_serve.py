@@ -65,7 +65,7 @@ def test_serve_proxies_an_upstream_and_stops_on_ctrl_c(openai_server, tmp_path) 
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert "abstractvision serve: backend openai" in err
+    assert "abstractvision serve: serving openai (openai backend) on http://127.0.0.1:" in err
     assert "Traceback" not in err
 
 
@@ -87,14 +87,17 @@ def test_serve_passes_the_options(cli, monkeypatch) -> None:
     import abstractvision.server as server
 
     seen = {}
-    monkeypatch.setattr(server, "run", lambda settings, **kw: seen.update(settings=settings, **kw))
+    monkeypatch.setattr(server, "run", lambda models, **kw: seen.update(models=models, **kw))
     monkeypatch.setenv("ABSTRACTVISION_SERVER_API_KEY", "from-env-key")
     result = cli(
         "serve", "--backend", "diffusers", "--model", "m", "--port", "9001", "--cors-origin", "http://a.example",
-        "--workers", "2", "--queue-size", "4", "--job-ttl", "60", "--allow-extra-key", "clip_skip", "--preload", "-q",
+        "--workers", "2", "--queue-size", "4", "--job-ttl", "60", "--allow-extra-key", "clip_skip", "--preload",
+        "--max-loaded", "1", "-q",
     )  # fmt: skip
     assert result.code == 0, result.err
-    assert seen["settings"].backend == "diffusers" and seen["settings"].model == "m"
+    (model,) = seen["models"]
+    assert model.name == "m" and model.settings.backend == "diffusers" and model.settings.model == "m"
+    assert seen["max_loaded"] == 1
     assert seen["port"] == 9001 and seen["host"] == "127.0.0.1"
     assert seen["api_key"] == "from-env-key"
     assert seen["cors_origins"] == ("http://a.example",)

@@ -70,6 +70,11 @@ def test_playground_generates_an_image_with_live_progress(browser, tiny_server):
     steps = page.locator("#events li").all_inner_texts()
     assert any(text.startswith("step 4/4") for text in steps), steps
     assert page.eval_on_selector("#progress", "el => el.value") == 1
+    # the picker names each served model with whether it is loaded, and shows its tasks
+    expect(page.locator("#model option[value='tiny-sd']")).to_have_text("tiny-sd · loaded")
+    expect(page.locator("#model-info")).to_contain_text("tiny-sd · diffusers · loaded · runs text to image")
+    wan = page.locator("#model option[value='tiny-wan']").inner_text()
+    assert wan in ("tiny-wan · loaded", "tiny-wan · not loaded"), wan
     natural = page.eval_on_selector("#results img", "img => [img.naturalWidth, img.naturalHeight]")
     assert natural == [64, 64]
     page.wait_for_selector("#artifacts img")

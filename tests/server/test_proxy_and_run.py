@@ -57,32 +57,37 @@ def test_upstream_errors_keep_their_meaning_and_lose_the_key(serve, client):
     backend.close()
 
 
-def test_run_builds_the_backend_from_settings_and_serves_it(monkeypatch, tmp_path):
-    """``run()`` (what ``abstractvision serve`` calls): settings -> backend -> app -> uvicorn."""
+def test_run_builds_the_backend_from_settings_and_serves_it(monkeypatch, tmp_path, serve):
+    """``run()`` (what ``abstractvision serve`` calls): settings -> real backend -> app -> uvicorn.
+
+    Only uvicorn's blocking ``run`` is replaced (by the same app served on a free port); the
+    backend is the real OpenAI-compatible one built by ``config.create_backend`` from the
+    settings, talking to a real upstream server.
+    """
     import httpx
     import uvicorn
 
     from abstractvision.config import BackendSettings
     from abstractvision.server import run, serve_in_thread
 
+    upstream = serve(FakeBackend(), api_key=UPSTREAM_KEY)
     seen = {}
 
     def fake_uvicorn_run(app, **kwargs):
         seen.update(kwargs)
+        headers = {"Authorization": "Bearer local-server-key"}
         with serve_in_thread(app) as server, httpx.Client(base_url=server.url) as c:
             seen["health"] = c.get("/healthz").json()
             seen["unauthorized"] = c.get("/v1/models").status_code
-            seen["models"] = c.get("/v1/models", headers={"Authorization": "Bearer local-server-key"}).json()
+            seen["models"] = c.get("/v1/models", headers=headers).json()
+            seen["image"] = c.post("/v1/images/generations", json={"prompt": "a cube"}, headers=headers)
+            seen["backend"] = app.state.av.default.manager.backend
 
     monkeypatch.setattr(uvicorn, "run", fake_uvicorn_run)
-
-    class SettingsBackend(FakeBackend):
-        def __init__(self, config=None):
-            super().__init__()
-
-    monkeypatch.setattr("abstractvision.server.runner.create_backend", lambda settings: SettingsBackend())
     run(
-        BackendSettings(backend="diffusers", model="my/model"),
+        BackendSettings(
+            backend="openai", model="fake-model", base_url=upstream.url + "/v1", api_key=UPSTREAM_KEY
+        ),
         host="0.0.0.0",
         port=8123,
         api_key="local-server-key",
@@ -90,7 +95,11 @@ def test_run_builds_the_backend_from_settings_and_serves_it(monkeypatch, tmp_pat
         allowed_extra_keys=("scheduler",),
     )
     assert seen["host"] == "0.0.0.0" and seen["port"] == 8123
-    assert seen["health"]["models"] == ["my/model"]
+    assert type(seen["backend"]).__name__ == "OpenAICompatibleVisionBackend"
+    assert seen["backend"].config.base_url == upstream.url + "/v1"
+    assert seen["health"]["models"] == ["fake-model"]
     assert seen["unauthorized"] == 401
-    assert seen["models"]["data"][0]["id"] == "my/model"
+    assert seen["models"]["data"][0]["id"] == "fake-model"
+    assert seen["image"].status_code == 200, seen["image"].text
+    assert seen["image"].json()["data"][0]["b64_json"]
     assert (tmp_path / "store").is_dir()

@@ -17,7 +17,7 @@ from typing import BinaryIO, Optional
 
 from ..errors import ModelLoadError
 
-__all__ = ["ModelFileInfo", "check_model_file"]
+__all__ = ["ModelFileInfo", "check_model_file", "read_tensor_names"]
 
 #: safetensors headers larger than this are not plausible (real ones are well below 10 MB)
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
@@ -93,21 +93,40 @@ def check_model_file(path: object, *, role: str) -> ModelFileInfo:
     return ModelFileInfo(role=role, path=full, format=fmt, size=size)
 
 
-def _detect(fh: BinaryIO, head: bytes, size: int) -> Optional[str]:
+def read_tensor_names(path: object, *, role: str = "model") -> tuple[ModelFileInfo, list[str]]:
+    """The checked file and the names of its tensors, read from the header alone.
+
+    GGUF and safetensors headers list every tensor name; a PyTorch checkpoint would have to
+    be unpickled, so its list is empty. Raises :class:`ModelLoadError` as
+    :func:`check_model_file` does.
+    """
+    info = check_model_file(path, role=role)
+    if info.format not in ("gguf", "safetensors"):
+        return info, []
+    try:
+        with open(info.path, "rb") as fh:
+            names: list[str] = []
+            _detect(fh, fh.read(16), info.size, names)
+    except (_Bad, OSError) as exc:  # changed since the check
+        raise ModelLoadError(f"{role}: cannot read the header of {info.path!r}: {exc}.") from exc
+    return info, names
+
+
+def _detect(fh: BinaryIO, head: bytes, size: int, names: Optional[list[str]] = None) -> Optional[str]:
     if head[:4] == b"GGUF":
-        _check_gguf(fh, size)
+        _check_gguf(fh, size, names)
         return "gguf"
     if head[:4] == b"PK\x03\x04":
         return "pytorch-zip"
     if head[:2] in _PICKLE_PROTOCOLS:
         return "pytorch-pickle"
     if len(head) >= 9 and head[8:9] == b"{":
-        _check_safetensors(fh, head, size)
+        _check_safetensors(fh, head, size, names)
         return "safetensors"
     return None
 
 
-def _check_safetensors(fh: BinaryIO, head: bytes, size: int) -> None:
+def _check_safetensors(fh: BinaryIO, head: bytes, size: int, names: Optional[list[str]] = None) -> None:
     (header_len,) = struct.unpack("<Q", head[:8])
     if header_len < 2 or header_len > min(_MAX_SAFETENSORS_HEADER, size - 8):
         raise _Bad(f"safetensors header length {header_len} does not fit a {size}-byte file")
@@ -130,6 +149,8 @@ def _check_safetensors(fh: BinaryIO, head: bytes, size: int) -> None:
         end = max(end, offsets[1])
     if end > data_size:
         raise _Bad(f"the header needs {end} bytes of tensor data but the file holds {data_size}")
+    if names is not None:
+        names.extend(name for name in header if name != "__metadata__")
 
 
 def _read(fh: BinaryIO, n: int) -> bytes:
@@ -156,7 +177,7 @@ def _skip_gguf_value(fh: BinaryIO, kind: int) -> None:
         raise _Bad(f"unknown GGUF value type {kind}")
 
 
-def _check_gguf(fh: BinaryIO, size: int) -> None:
+def _check_gguf(fh: BinaryIO, size: int, names: Optional[list[str]] = None) -> None:
     fh.seek(4)
     version, n_tensors, n_kv = struct.unpack("<IQQ", _read(fh, 20))
     if version not in (2, 3):
@@ -175,7 +196,10 @@ def _check_gguf(fh: BinaryIO, size: int) -> None:
     ends = []
     for _ in range(n_tensors):
         (name_len,) = struct.unpack("<Q", _read(fh, 8))
-        fh.seek(name_len, os.SEEK_CUR)
+        if names is None:
+            fh.seek(name_len, os.SEEK_CUR)
+        else:
+            names.append(_read(fh, name_len).decode("utf-8", "replace"))
         (n_dims,) = struct.unpack("<I", _read(fh, 4))
         dims = struct.unpack(f"<{n_dims}Q", _read(fh, 8 * n_dims))
         ggml_type, offset = struct.unpack("<IQ", _read(fh, 12))

@@ -70,7 +70,60 @@ def _show_model(registry: Any, model_id: str, as_json: bool) -> int:
     return 0
 
 
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value / 1024:.1f} GB"
+
+
+def local_models(args: argparse.Namespace) -> int:
+    """``models --local``: what :func:`abstractvision.discovery.discover_local_models` finds."""
+    from ..config import resolve_settings
+    from ..discovery import discover_local_models
+
+    settings = resolve_settings({"models_dir": args.models_dir})
+    found = discover_local_models(models_dir=settings.models_dir)
+    models = [m for m in found.models if args.task is None or args.task in m.tasks]
+    models = [m for m in models if args.backend is None or m.backend == args.backend]
+    if args.json:
+        print_json({**found.to_dict(), "models": [m.to_dict() for m in models]})
+        return 0
+    out = sys.stdout
+    if not models:
+        sys.stderr.write(f"no local model found (searched: {', '.join(found.searched) or 'nothing'}).\n")
+    else:
+        rows = [
+            (
+                m.name,
+                m.backend,
+                ",".join(m.tasks) or "-",
+                _size(m.size_bytes),
+                m.registry_id or "-",
+                "yes" if m.servable else "no",
+                m.path,
+            )
+            for m in models
+        ]
+        header = ("NAME", "BACKEND", "TASKS", "SIZE", "REGISTRY", "SERVABLE", "PATH")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+        out.write("  ".join(f"{v:{w}}" for v, w in zip(header, widths, strict=False)) + "  " + header[-1] + "\n")
+        for row, model in zip(rows, models, strict=True):
+            out.write("  ".join(f"{v:{w}}" for v, w in zip(row, widths, strict=False)) + "  " + row[-1] + "\n")
+            for note in model.notes:
+                out.write(f"  - {note}\n")
+    if found.skipped:
+        sys.stderr.write(f"skipped {len(found.skipped)}:\n")
+        for entry in found.skipped:
+            sys.stderr.write(f"  {entry.path}: {entry.reason}\n")
+    return 0
+
+
 def models(args: argparse.Namespace) -> int:
+    if getattr(args, "local", False):
+        return local_models(args)
     from ..model_capabilities import VisionModelCapabilitiesRegistry
 
     registry = VisionModelCapabilitiesRegistry()

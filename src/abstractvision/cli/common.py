@@ -31,9 +31,10 @@ def settings_from_args(args: argparse.Namespace) -> BackendSettings:
         if value is not None:
             options[name] = value
     options.update(parse_pairs(getattr(args, "option", None) or ()))
+    model = getattr(args, "model", None)
     explicit = {
         "backend": getattr(args, "backend", None),
-        "model": getattr(args, "model", None),
+        "model": None if isinstance(model, list) else model,  # serve's repeatable --model: its own
         "base_url": getattr(args, "base_url", None),
         "api_key": getattr(args, "api_key", None),
         "device": getattr(args, "device", None),
@@ -41,6 +42,7 @@ def settings_from_args(args: argparse.Namespace) -> BackendSettings:
         "allow_download": getattr(args, "allow_download", None),
         "timeout_s": getattr(args, "timeout", None),
         "store_dir": getattr(args, "store_dir", None),
+        "models_dir": getattr(args, "models_dir", None),
         "options": options,
     }
     return resolve_settings(explicit, config_path=getattr(args, "config", None))

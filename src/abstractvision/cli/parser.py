@@ -170,7 +170,7 @@ def _json_parent() -> CliParser:
     return parent
 
 
-def _backend_parent(api_key_flag: str = "--api-key") -> CliParser:
+def _backend_parent(api_key_flag: str = "--api-key", *, serving: bool = False) -> CliParser:
     parent = CliParser(add_help=False)
     group = parent.add_argument_group("backend (flags > ABSTRACTVISION_* environment > config file)")
     group.add_argument(
@@ -178,7 +178,18 @@ def _backend_parent(api_key_flag: str = "--api-key") -> CliParser:
         metavar="NAME",
         help="openai | diffusers | sdcpp (ABSTRACTVISION_BACKEND); implied 'openai' by --base-url",
     )
-    group.add_argument("--model", "-m", metavar="ID", help="model id, local folder or checkpoint file")
+    if serving:
+        group.add_argument(
+            "--model",
+            "-m",
+            action="append",
+            default=[],
+            metavar="[NAME=]SPEC",
+            help="a model to serve (hub id, local folder or checkpoint file), repeatable; served as NAME, "
+            "else as its folder/file basename (a hub id as given); the backend flags are shared",
+        )
+    else:
+        group.add_argument("--model", "-m", metavar="ID", help="model id, local folder or checkpoint file")
     group.add_argument(
         "--base-url", metavar="URL", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1"
     )
@@ -397,15 +408,24 @@ def build_parser() -> CliParser:
         "the capability registry: models, their tasks and parameter limits",
         (common, as_json),
         description="List the models of the capability registry, filter them, or show one model's "
-        "tasks and parameter constraints.\n\n"
+        "tasks and parameter constraints; with --local, the models found on this machine.\n\n"
         "  abstractvision models\n"
         "  abstractvision models --task text_to_video\n"
-        "  abstractvision models black-forest-labs/FLUX.1-schnell",
+        "  abstractvision models black-forest-labs/FLUX.1-schnell\n"
+        "  abstractvision models --local --models-dir ~/models",
     )
     p.add_argument("model_id", nargs="?", metavar="MODEL", help="show this model (id or alias)")
     p.add_argument("-t", "--task", metavar="TASK", help="only models supporting TASK (e.g. text_to_image)")
     p.add_argument("--backend", metavar="NAME", help="only models that run on this backend")
     p.add_argument("--tasks", dest="list_tasks", action="store_true", help="list the task names instead")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="models found on this machine instead (Hugging Face cache and --models-dir; headers only)",
+    )
+    p.add_argument(
+        "--models-dir", metavar="DIR", help="folder of local models for --local (ABSTRACTVISION_MODELS_DIR)"
+    )
 
     p = command(
         "provider-models",
@@ -451,11 +471,43 @@ def build_parser() -> CliParser:
         "serve",
         "serve:serve",
         "run the HTTP server (OpenAI-compatible API, jobs, playground)",
-        (common, _backend_parent(api_key_flag="--backend-api-key")),
-        description="Serve the configured backend over HTTP: OpenAI-compatible /v1/images/* and "
-        "/v1/videos*, a job API with live progress, and a browser playground at /.\n\n"
+        (common, _backend_parent(api_key_flag="--backend-api-key", serving=True)),
+        description="Serve one or several models over HTTP: OpenAI-compatible /v1/images/* and "
+        "/v1/videos*, /v1/models, a job API with live progress, and a browser playground at /.\n\n"
         "  abstractvision serve --backend diffusers --model runwayml/stable-diffusion-v1-5\n"
+        "  abstractvision serve --backend diffusers -m sd=/models/sd-turbo -m wan=/models/wan --max-loaded 1\n"
+        "  abstractvision serve --models-file serve.toml      (mixed backends, see docs/server.md)\n"
+        "  abstractvision serve --discover                    (every local model: models --local)\n"
         '  abstractvision serve --host 0.0.0.0 --api-key "$KEY" ...   (non-local binds need a key)',
+    )
+    g = p.add_argument_group("models")
+    g.add_argument(
+        "--served-model-name",
+        metavar="NAME",
+        help="public name of the single --model (default: its folder/file basename, or the hub id)",
+    )
+    g.add_argument(
+        "--models-file",
+        metavar="FILE",
+        help="TOML (or JSON) file of [models.NAME] tables, each with its own backend and options",
+    )
+    g.add_argument(
+        "--discover",
+        action="store_true",
+        help="also serve every model found on this machine (HF cache, --models-dir; see 'models --local')",
+    )
+    g.add_argument(
+        "--models-dir", metavar="DIR", help="folder of local models for --discover (ABSTRACTVISION_MODELS_DIR)"
+    )
+    g.add_argument(
+        "--max-loaded",
+        type=positive_int,
+        metavar="N",
+        help="most models holding weights at once; the least recently used idle one is unloaded "
+        "to load another (default: no limit)",
+    )
+    g.add_argument(
+        "--preload", action="store_true", help="load the models before accepting requests (up to --max-loaded)"
     )
     g = p.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
@@ -489,7 +541,6 @@ def build_parser() -> CliParser:
         metavar="KEY",
         help="backend 'extra' key clients may set, repeatable (none by default)",
     )
-    g.add_argument("--preload", action="store_true", help="load the model before accepting requests")
     g.add_argument(
         "--log-level",
         choices=("critical", "error", "warning", "info", "debug"),

@@ -1,4 +1,4 @@
-"""``serve``: run the HTTP server (:func:`abstractvision.server.run`) on the resolved backend settings."""
+"""``serve``: run the HTTP server (:func:`abstractvision.server.run`) on the served models the flags name."""
 
 from __future__ import annotations
 
@@ -8,13 +8,47 @@ import sys
 from typing import Any
 
 from ..errors import OptionalDependencyMissingError
+from ..served_models import ServedModel, served_models_from_args, unique_names
 from .common import settings_from_args
 
 SERVER_API_KEY_ENV = "ABSTRACTVISION_SERVER_API_KEY"
 
 
-def serve(args: argparse.Namespace) -> int:
+def served_models(args: argparse.Namespace) -> list[ServedModel]:
+    """The models ``serve`` (or ``worker``) serves: ``--model``, ``--models-file``, ``--discover``."""
     settings = settings_from_args(args)
+    explicit = bool(args.model or args.models_file or args.served_model_name)
+    models: list[ServedModel] = []
+    if explicit or not args.discover:
+        models = served_models_from_args(
+            settings,
+            models=args.model,
+            served_model_name=args.served_model_name,
+            models_file=args.models_file,
+        )
+    if args.discover:
+        from ..discovery import discover_local_models, served_models_from_discovery
+
+        found = discover_local_models(models_dir=settings.models_dir)
+        taken = {m.name for m in models}
+        extra = [m for m in served_models_from_discovery(found, settings) if m.name not in taken]
+        if not models and not extra:
+            from ..errors import InvalidRequestError
+
+            where = ", ".join(found.searched) or "nowhere"
+            raise InvalidRequestError(
+                f"--discover found no servable model (searched: {where}). Put Diffusers folders or GGUF/"
+                "safetensors checkpoints under --models-dir (ABSTRACTVISION_MODELS_DIR), or name models "
+                "with --model / --models-file; 'abstractvision models --local' shows what is found and why "
+                "entries were skipped.",
+                param="discover",
+            )
+        models = unique_names([*models, *extra])
+    return models
+
+
+def serve(args: argparse.Namespace) -> int:
+    models = served_models(args)
     try:
         from .. import server
     except OptionalDependencyMissingError:
@@ -29,26 +63,28 @@ def serve(args: argparse.Namespace) -> int:
         "api_key": args.server_api_key or os.environ.get(SERVER_API_KEY_ENV) or None,
         "cors_origins": tuple(args.cors_origin),
     }
+    store_dir = args.store_dir or next((m.settings.store_dir for m in models if m.settings.store_dir), None)
     for key, value in (
         ("workers", args.workers),
         ("queue_size", args.queue_size),
-        ("store_dir", settings.store_dir),
+        ("store_dir", store_dir),
         ("job_ttl_s", args.job_ttl),
         ("max_body_bytes", args.max_body_bytes),
         ("public_url", args.public_url),
         ("allowed_extra_keys", tuple(args.allow_extra_key) or None),
         ("preload", args.preload or None),
+        ("max_loaded", args.max_loaded),
         ("log_level", args.log_level or ("warning" if args.quiet else None)),
     ):
         if value is not None:
             kwargs[key] = value
     if not args.quiet:
         host = f"[{args.host}]" if ":" in args.host else args.host
+        listed = ", ".join(f"{m.name} ({m.settings.backend or 'no'} backend)" for m in models)
         sys.stderr.write(
-            f"abstractvision serve: backend {settings.backend or '(none)'}"
-            f"{' model ' + str(settings.model) if settings.model else ''} on http://{host}:{args.port}/"
+            f"abstractvision serve: serving {listed} on http://{host}:{args.port}/"
             f"{' (API key required)' if kwargs['api_key'] else ''}; Ctrl-C stops it.\n"
         )
         sys.stderr.flush()
-    server.run(settings, **kwargs)
+    server.run(models, **kwargs)
     return 0

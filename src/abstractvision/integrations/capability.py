@@ -39,11 +39,18 @@ from ._bindings import (
     provider_name,
     settings_from_owner,
 )
+from ._catalog import LocalCatalog
 
 __all__ = ["DEFAULT_BACKEND_ID", "AbstractVisionCapability"]
 
 #: The backend id the settings-driven capability registers under.
 DEFAULT_BACKEND_ID = "abstractvision"
+NO_BACKEND_MESSAGE = (
+    "No vision backend configured for AbstractVision. Set the owner config vision_backend "
+    "(openai | diffusers | sdcpp) or vision_base_url, ABSTRACTVISION_BACKEND / "
+    "ABSTRACTVISION_BASE_URL, or a config file (~/.config/abstractvision/config.toml); "
+    "or pass model= one of list_provider_models() (models found on this machine)."
+)
 
 ArtifactRef = dict[str, Any]
 ImageArg = Union[bytes, ArtifactRef, str]
@@ -115,14 +122,10 @@ class AbstractVisionCapability:
             else owner_flag(owner, "vision_allow_local_paths")
         )
         self.allow_local_paths = bool(flag)
+        # never fails for a missing configuration: listing works without one (local models),
+        # and a task call without a backend raises NO_BACKEND_MESSAGE
         self.settings = settings_from_owner(owner, backend=self._forced, overrides=self._overrides, env=env)
-        if self.settings.backend is None:
-            raise InvalidRequestError(
-                "No vision backend configured for AbstractVision. Set the owner config vision_backend "
-                "(openai | diffusers | sdcpp) or vision_base_url, ABSTRACTVISION_BACKEND / "
-                "ABSTRACTVISION_BASE_URL, or a config file (~/.config/abstractvision/config.toml).",
-                param="backend",
-            )
+        self._local = LocalCatalog(env, models_dir=self.settings.models_dir)
         self._pool = BindingPool(
             backend_factory or create_backend, backend_id=backend_id, max_local=max_local_models
         )
@@ -137,9 +140,20 @@ class AbstractVisionCapability:
 
     # -- bindings ---------------------------------------------------------------------
 
+    def _local_model(self, provider: Optional[str], model: Any) -> Any:
+        """A discovered local model named by ``model`` (its name or routed id), else ``None``."""
+        if not isinstance(model, str) or not model or model == self.settings.model:
+            return None
+        return self._local.find(normalize_backend_name(provider) if provider else None, model)
+
     def _settings_for(self, provider: Optional[str], model: Optional[str]) -> BackendSettings:
         base = self.settings
+        local = self._local_model(provider, model)
+        if local is not None:
+            return self._local.settings_for(local, base)
         kind = normalize_backend_name(provider) if provider else base.backend
+        if kind is None:
+            raise InvalidRequestError(NO_BACKEND_MESSAGE, param="backend")
         if kind == base.backend and (model is None or model == base.model):
             return base
         if kind == base.backend:
@@ -204,9 +218,13 @@ class AbstractVisionCapability:
         from ..vision_manager import VisionManager
 
         provider = kwargs.pop("provider", None)
-        model = self._unroute(provider, kwargs.pop("model", None))
+        requested = kwargs.pop("model", None)
+        local = self._local_model(provider, requested)
+        model = local.registry_id if local is not None else self._unroute(provider, requested)
         kind = normalize_backend_name(provider) if provider else self.settings.backend
-        if kind == "openai" and model:
+        if local is not None:  # a model found on this machine, named by list_provider_models()
+            binding = self._pool.get(self._local.settings_for(local, self.settings))
+        elif kind == "openai" and model:
             # the HTTP backend takes the model per request: one client for every model
             kwargs["extra"] = {**dict(kwargs.get("extra") or {}), "model": model}
             binding = self._binding(provider, None)
@@ -427,20 +445,25 @@ class AbstractVisionCapability:
         return task
 
     def list_provider_models(self, *, task: Optional[str] = None) -> list[dict[str, Any]]:
-        """The configured provider's model catalog (``GET /models`` or the local inventory).
+        """Models usable here: those found on this machine (no configuration needed; see
+        :mod:`abstractvision.discovery`), then the configured provider's catalog (``GET /models``
+        or the local inventory) when a backend is configured.
 
         Each entry is a JSON-safe dict: ``id``, ``object``, ``created``, ``owned_by``,
         ``capabilities``, ``raw`` (from :class:`~abstractvision.ProviderModelInfo`) plus
         ``provider``, ``backend``, ``backend_id``, ``model`` / ``routed_model``
-        (``"<provider>/<id>"``), ``tasks`` and ``configured`` (the default model).
-        Listing never changes the configured model.
+        (``"<provider>/<id>"``, what a task call takes as ``model=``), ``tasks``, ``configured``
+        (the default model) and, for models found on this machine, ``local: true``.
+        Listing never changes the configured model and never loads weights.
         """
         task = self._check_task(task)
+        out = self._local.entries(task, self.backend_id)
+        if self.settings.backend is None:
+            return list(_json_safe(out))
         binding = self._binding()
         provider = provider_name(binding.settings)
         with binding.lock:
             infos = list(binding.get().list_provider_models(task=task) or ())
-        out = []
         for info in infos:
             entry = info.to_dict() if callable(getattr(info, "to_dict", None)) else dict(info)
             model_id = str(entry.get("id"))

@@ -107,14 +107,32 @@ async function loadServer() {
   } catch (error) {
     $("server-info").textContent = `server unreachable: ${error.message}`;
   }
+  await refreshModels();
+  refreshArtifacts();
+}
+
+function loadedLabel(model) {
+  if (model.loaded === true) return "loaded";
+  if (model.loaded === false) return "not loaded";
+  return "remote";
+}
+
+// The picker: every served model by name, with its tasks and whether its weights are loaded.
+async function refreshModels() {
   try {
     const body = await (await api("/v1/models")).json();
     state.models = body.data.filter((m) => m.served);
     const select = $("model");
+    const previous = select.value;
     select.replaceChildren();
-    for (const model of state.models) select.add(new Option(model.id, model.id));
+    for (const model of state.models) {
+      const tasks = model.tasks || model.capabilities || [];
+      const option = new Option(`${model.id} · ${loadedLabel(model)}`, model.id);
+      option.title = `${model.id} (${model.backend || "backend"}): ${tasks.join(", ")}`;
+      select.add(option);
+    }
+    if ([...select.options].some((o) => o.value === previous)) select.value = previous;
     updateTasks();
-    refreshArtifacts();
   } catch (error) {
     setStatus(error.status === 401 ? "This server needs an API key (top right)." : error.message, true);
   }
@@ -122,6 +140,10 @@ async function loadServer() {
 
 function updateTasks() {
   const model = state.models.find((m) => m.id === $("model").value);
+  $("model-info").textContent = model
+    ? `${model.id} · ${model.backend || "backend"} · ${loadedLabel(model)} · runs ${(model.tasks || model.capabilities || []).map((t) => t.replaceAll("_", " ")).join(", ")}`
+    : "";
+  $("model").title = model ? model.id : "";
   const select = $("task");
   const previous = select.value;
   select.replaceChildren();
@@ -271,6 +293,7 @@ async function poll(jobId) {
 }
 
 async function finished(data) {
+  refreshModels(); // a job may have loaded (or unloaded) a model
   if (data.status === "failed") {
     setStatus(`failed: ${data.error ? data.error.message : "unknown error"}`, true);
     return;

@@ -85,8 +85,11 @@ def create_app(
     Args:
         target: a :class:`~abstractvision.backends.VisionBackend`, a
             :class:`~abstractvision.VisionManager` / ``AsyncVisionManager`` (its registry
-            gating is kept), or a mapping ``{model name: backend or manager}`` to serve
-            several models, each with its own queue and workers.
+            gating is kept), a mapping ``{model name: backend or manager}``, or a list of
+            :class:`~abstractvision.served_models.ServedModel` (backends created here, loaded
+            on first use, closed at shutdown) to serve several models, each with its own queue
+            and workers. The first model is the default for requests without ``model``
+            that it can run.
         api_key: require ``Authorization: Bearer <api_key>`` on every API route.
         cors_origins: browser origins allowed by CORS (off when empty).
         workers: engine calls at the same time, per served model.
@@ -96,10 +99,12 @@ def create_app(
         max_image_pixels: uploaded image limit in pixels (413).
         store: a :class:`~abstractvision.artifacts.MediaStore` for results; default: the
             given manager's store, else a temporary directory removed at shutdown.
-        model_name: the served model id (default: the backend's ``describe()["model"]``).
+        model_name: the served model id of a single backend (default: the basename of its
+            model's path, or its hub id).
         on_shutdown: callables run when the app stops (after the workers).
         **options: any other :class:`~abstractvision.server.options.ServerOptions` field
-            (``coalesce``, ``max_n``, ``allowed_extra_keys``, ``public_url``...).
+            (``coalesce``, ``max_n``, ``allowed_extra_keys``, ``public_url``, ``max_loaded``,
+            ``preload``...).
     """
     opts = ServerOptions(
         api_key=api_key,
@@ -113,6 +118,9 @@ def create_app(
     )
     engines, manager_store = engines_from_target(target, model_name)
     cleanups: list[Callable[[], Any]] = []
+    if isinstance(target, Sequence) and not isinstance(target, (str, bytes)):
+        # backends built here from ServedModel settings are ours to close
+        cleanups += [engine.manager.require_backend().close for engine in engines]
     if store is None:
         store = manager_store
     if store is None:
@@ -127,6 +135,8 @@ def create_app(
             assert engine.runner is not None
             if not engine.runner.started:
                 engine.runner.start()
+        if opts.preload:
+            await state.residency.preload()
         janitor = asyncio.get_running_loop().create_task(_janitor(state))
         try:
             yield

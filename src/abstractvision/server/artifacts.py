@@ -31,12 +31,17 @@ class ArtifactIndex:
         self._ours: set[str] = set()
         self._lock = threading.Lock()
 
-    def put(self, asset: GeneratedAsset, *, job_id: str, task: str) -> dict[str, Any]:
-        """Store one result (blocking: call it in a worker thread) and return its artifact ref."""
+    def put(
+        self, asset: GeneratedAsset, *, job_id: str, task: str, metadata: Optional[dict[str, Any]] = None
+    ) -> dict[str, Any]:
+        """Store one result (blocking: call it in a worker thread) and return its artifact ref.
+
+        ``metadata`` replaces the asset's own (the server passes it redacted).
+        """
         ref = self.store.store_bytes(
             asset.data,
             content_type=asset.mime_type,
-            metadata=asset.metadata,
+            metadata=asset.metadata if metadata is None else metadata,
             tags={ORIGIN_TAG[0]: ORIGIN_TAG[1], "job": job_id, "task": task},
             run_id=job_id,
         )

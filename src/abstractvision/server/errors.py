@@ -12,9 +12,11 @@ anything that looks like a bearer token never reach a client.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Optional
 
 from .. import errors as av
@@ -31,17 +33,66 @@ _TOKEN_PATTERNS = (
 
 
 class Redactor:
-    """Removes known secrets and token-looking strings from text sent to clients."""
+    """Removes secrets, token-looking strings and this machine's paths from what clients see.
 
-    def __init__(self, secrets: Iterable[Optional[str]] = ()) -> None:
+    ``paths`` maps known local paths (a served model's folder or files) to the public name
+    that replaces them; any other absolute path whose first folder exists on this machine
+    becomes ``…/<basename>``. A server's responses, events and stored result metadata pass
+    through it, so no client ever learns where the server keeps its models.
+    """
+
+    def __init__(self, secrets: Iterable[Optional[str]] = (), paths: Optional[Mapping[str, str]] = None) -> None:
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.paths = sorted(((p.rstrip("/") or p, n) for p, n in (paths or {}).items() if len(p) > 1),
+                            key=lambda item: len(item[0]), reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "***")
         for pattern in _TOKEN_PATTERNS:
             text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
+        if "/" in text or "\\" in text:
+            for path, name in self.paths:
+                text = text.replace(path, name)
+            text = _PATH_RE.sub(_scrub_path, text)
         return text
+
+    def obj(self, value: Any) -> Any:
+        """``value`` with every string in it (dict keys and values, lists) redacted."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {self(k) if isinstance(k, str) else k: self.obj(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.obj(v) for v in value]
+        return value
+
+
+#: an absolute POSIX path (not part of a URL: no word, '.', ':' or '/' right before it)
+_PATH_RE = re.compile(r"(?<![\w.:/~@-])(?:~/|/)[^\s'\"<>,;:()\[\]{}|`*?]+")
+
+
+@functools.lru_cache(maxsize=1)
+def _machine_roots() -> frozenset[str]:
+    """The top-level folders of this machine (``/v1/...`` routes are not among them)."""
+    try:
+        return frozenset(os.listdir("/"))
+    except OSError:
+        return frozenset()
+
+
+def _scrub_path(match: re.Match[str]) -> str:
+    text = match.group(0)
+    core = text.rstrip(".")
+    if core.startswith("~/"):
+        first = "~"
+    else:
+        parts = core.split("/")
+        first = parts[1] if len(parts) > 1 else ""
+        if first not in _machine_roots() or (len(parts) < 3 and not os.path.exists(core)):
+            return text
+    base = core.rstrip("/").rsplit("/", 1)[-1]
+    return "…/" + base + text[len(core):] if base and base != "~" else "…"
 
 
 class APIError(Exception):

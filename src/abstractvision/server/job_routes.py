@@ -206,11 +206,18 @@ async def healthz(request: Request) -> Response:
         queues[name] = {
             "pending": len(runner.pending),
             "running": runner.running,
-            "workers": state.opts.workers,
-            "queue_size": state.opts.queue_size,
+            "workers": runner.opts.workers,
+            "queue_size": runner.opts.queue_size,
+            "loaded": engine.residency.view()["loaded"] if engine.residency is not None else None,
         }
     return JSONResponse(
-        {"status": "ok", "version": __version__, "models": list(state.engines), "queues": queues}
+        {
+            "status": "ok",
+            "version": __version__,
+            "models": list(state.engines),
+            "max_loaded": state.residency.max_loaded,
+            "queues": queues,
+        }
     )
 
 

@@ -35,6 +35,7 @@ from .artifacts import ArtifactIndex
 from .errors import APIError, Redactor, error_from_exception
 from .options import ServerOptions
 from .params import CallSpec
+from .residency import Residency
 
 __all__ = ["JOB_STATES", "Job", "JobRunner", "JobStore", "sse_events"]
 
@@ -274,8 +275,10 @@ class JobRunner:
         redact: Redactor,
         native_batch: bool = False,
         max_batch: Optional[int] = None,
+        residency: Optional[Residency] = None,
     ) -> None:
         self.name = name
+        self.residency = residency
         self.manager = manager
         self.opts = opts
         self.store = store
@@ -431,7 +434,10 @@ class JobRunner:
         job.finish("completed", ttl_s=self.opts.job_ttl_s, results=refs)
 
     def _store_all(self, job: Job, assets: list[GeneratedAsset]) -> list[dict[str, Any]]:
-        return [self.artifacts.put(a, job_id=job.id, task=job.task) for a in assets]
+        return [
+            self.artifacts.put(a, job_id=job.id, task=job.task, metadata=self.redact.obj(a.metadata))
+            for a in assets
+        ]
 
     def _fail(self, jobs: list[Job], exc: BaseException) -> None:
         if isinstance(exc, GenerationCancelledError):
@@ -449,6 +455,8 @@ class JobRunner:
         def deliver(event: ProgressEvent) -> None:
             if event.message:
                 event = dataclasses.replace(event, message=self.redact(event.message))
+            if event.raw:
+                event = dataclasses.replace(event, raw=self.redact.obj(event.raw))
             for job in jobs:
                 job.on_progress(event)
 
@@ -459,6 +467,13 @@ class JobRunner:
         kwargs = dict(spec.params)
         kwargs["on_progress"] = on_progress
         kwargs["cancel"] = jobs[0].cancel if len(jobs) == 1 else _GroupCancel(jobs)
+        if self.residency is not None:
+            async with self.residency.hold(self.name, deliver, spec.task):
+                return await self._run_manager(jobs, kwargs)
+        return await self._run_manager(jobs, kwargs)
+
+    async def _run_manager(self, jobs: list[Job], kwargs: dict[str, Any]) -> list[GeneratedAsset]:
+        spec = jobs[0].spec
         method = TASK_METHODS[spec.task]
         total = sum(job.spec.n for job in jobs)
         if spec.task not in _BATCH_TASKS:

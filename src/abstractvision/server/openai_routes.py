@@ -195,27 +195,34 @@ async def edit_images(request: Request) -> Response:
 # -- models ---------------------------------------------------------------------------
 
 
+def served_model_entry(engine: Any) -> dict[str, Any]:
+    """A served model as ``/v1/models`` lists it: OpenAI's fields plus ours."""
+    residency = engine.residency.view() if engine.residency is not None else {}
+    return {
+        "id": engine.name,
+        "object": "model",
+        "created": engine.created,
+        "owned_by": engine.owned_by,
+        "served": True,
+        "capabilities": list(engine.tasks),
+        "tasks": list(engine.tasks),
+        "backend": engine.kind,
+        "registry_id": engine.registry_id,
+        "loaded": residency.get("loaded"),
+        "residency": residency,
+    }
+
+
 async def _model_entries(state: ServerState) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for engine in state.engines.values():
-        entries.append(
-            {
-                "id": engine.name,
-                "object": "model",
-                "created": engine.created,
-                "owned_by": engine.owned_by,
-                "served": True,
-                "capabilities": list(engine.tasks),
-            }
-        )
-        seen.add(engine.name)
+    entries = [served_model_entry(engine) for engine in state.engines.values()]
+    seen = {engine.name for engine in state.engines.values()}
     for engine in state.engines.values():
         for info in await engine.catalog():
             model_id = str(info.get("id"))
             if model_id in seen:
                 continue
             seen.add(model_id)
+            tasks = list(info.get("capabilities") or [])
             entries.append(
                 {
                     "id": model_id,
@@ -223,14 +230,17 @@ async def _model_entries(state: ServerState) -> list[dict[str, Any]]:
                     "created": int(info.get("created") or engine.created),
                     "owned_by": str(info.get("owned_by") or engine.owned_by),
                     "served": False,
-                    "capabilities": list(info.get("capabilities") or []),
+                    "capabilities": tasks,
+                    "tasks": tasks,
+                    "backend": engine.kind,
                 }
             )
-    return entries
+    return [state.redact.obj(entry) for entry in entries]
 
 
 async def list_models(request: Request) -> Response:
-    """``GET /v1/models``: the served models first, then the rest of the backend catalog."""
+    """``GET /v1/models``: the served models first (in serving order, with their tasks and
+    whether they are loaded), then what remote backends' catalogs offer besides."""
     return JSONResponse({"object": "list", "data": await _model_entries(state_of(request))})
 
 

@@ -37,6 +37,10 @@ class ServerOptions:
         public_url: base URL used in ``url`` responses (default: the request's own base URL).
         max_jobs: finished jobs kept in memory before the oldest are dropped early.
         secrets: extra strings to redact from error messages (the backend's API key...).
+        max_loaded: most served models holding weights at once (``None``: no limit); to load
+            another, the least recently used idle one is unloaded first.
+        preload: load the served models when the app starts (up to ``max_loaded``) instead of
+            on their first request.
     """
 
     api_key: Optional[str] = field(default=None, repr=False)
@@ -54,6 +58,8 @@ class ServerOptions:
     public_url: Optional[str] = None
     max_jobs: int = 10_000
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    max_loaded: Optional[int] = None
+    preload: bool = False
 
     def __post_init__(self) -> None:
         positive = {
@@ -72,6 +78,12 @@ class ServerOptions:
         if not isinstance(self.job_ttl_s, (int, float)) or self.job_ttl_s <= 0:
             raise InvalidRequestError(
                 f"job_ttl_s must be positive, got {self.job_ttl_s!r}.", param="job_ttl_s"
+            )
+        if self.max_loaded is not None and (
+            not isinstance(self.max_loaded, int) or isinstance(self.max_loaded, bool) or self.max_loaded < 1
+        ):
+            raise InvalidRequestError(
+                f"max_loaded must be a positive integer, got {self.max_loaded!r}.", param="max_loaded"
             )
         if self.max_n > 64:
             raise InvalidRequestError("max_n cannot exceed 64.", param="max_n")

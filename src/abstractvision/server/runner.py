@@ -1,8 +1,8 @@
 """Running the server: :func:`run` for ``abstractvision serve``, :func:`serve_in_thread` for tests.
 
-:func:`run` builds the backend from resolved :class:`~abstractvision.config.BackendSettings`
-(the shared resolver, as the CLI and the plugin use it) and refuses to listen on a
-non-loopback address without an API key.
+:func:`run` serves :class:`~abstractvision.served_models.ServedModel` s (backends built from
+settings resolved by the shared resolver, as the CLI and the plugin use it) and refuses to
+listen on a non-loopback address without an API key.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
-from ..config import BackendSettings, create_backend
+from ..config import BackendSettings
 from ..errors import InvalidRequestError, OptionalDependencyMissingError
+from ..served_models import ServedModel, served_models_from_args
 from .options import DEFAULT_MAX_BODY_BYTES
 from .security import is_loopback_host
 
@@ -45,7 +46,7 @@ def check_bind(host: str, api_key: Optional[str]) -> None:
 
 
 def run(
-    settings: BackendSettings,
+    models: Union[BackendSettings, Sequence[ServedModel]],
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -58,13 +59,18 @@ def run(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     log_level: str = "info",
     preload: bool = False,
+    max_loaded: Optional[int] = None,
     **options: Any,
 ) -> None:
-    """Serve the backend described by ``settings`` until interrupted (blocking).
+    """Serve ``models`` until interrupted (blocking).
 
-    Results go to ``store_dir`` (or ``settings.store_dir``); without either, to a temporary
-    directory removed at shutdown. ``preload=True`` loads the model before accepting
-    requests. Other keyword arguments are :class:`~abstractvision.server.options.ServerOptions`.
+    ``models`` is a list of :class:`~abstractvision.served_models.ServedModel` (what
+    ``abstractvision serve`` builds from ``--model``, ``--models-file`` and ``--discover``), or
+    one :class:`~abstractvision.config.BackendSettings` (served under its default name).
+    Engines load on their first request; ``preload=True`` loads them before accepting
+    requests, and ``max_loaded`` caps how many hold weights at once. Results go to
+    ``store_dir``; without one, to a temporary directory removed at shutdown. Other keyword
+    arguments are :class:`~abstractvision.server.options.ServerOptions`.
     """
     check_bind(host, api_key)
     _require_server_extra()
@@ -73,13 +79,13 @@ def run(
     from ..artifacts import LocalAssetStore
     from .app import create_app
 
-    backend = create_backend(settings)
-    if preload:
-        backend.preload()
-    directory = store_dir or settings.store_dir
+    if isinstance(models, BackendSettings):
+        models = served_models_from_args(models)
+    served = list(models)
+    directory = store_dir or next((m.settings.store_dir for m in served if m.settings.store_dir), None)
     store = LocalAssetStore(directory) if directory else None
     app = create_app(
-        backend,
+        served,
         api_key=api_key,
         cors_origins=cors_origins,
         workers=workers,
@@ -87,9 +93,9 @@ def run(
         job_ttl_s=job_ttl_s,
         max_body_bytes=max_body_bytes,
         store=store,
-        model_name=settings.model,
-        on_shutdown=[backend.close],
-        secrets=tuple(s for s in (settings.api_key,) if s),
+        secrets=tuple(m.settings.api_key for m in served if m.settings.api_key),
+        preload=preload,
+        max_loaded=max_loaded,
         **options,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False, proxy_headers=False)

@@ -9,18 +9,23 @@ the manager (so a bad request is a 400 at submission, not a failed job later) an
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Optional
 
 from .._core import ManagerCore
 from ..async_manager import AsyncVisionManager
+from ..config import create_backend
+from ..served_models import ServedModel, check_name, default_served_name, looks_like_hub_id, unique_names
 from ..types import TASKS
 from .artifacts import ArtifactIndex
 from .errors import APIError, Redactor, error_from_exception
 from .jobs import Job, JobRunner, JobStore
 from .options import ServerOptions
 from .params import CallSpec
+from .residency import Residency, ResidencyState
 from .schemas.requests import Limits, validation_schemas
 
 __all__ = ["Engine", "ServerState", "engines_from_target"]
@@ -29,9 +34,19 @@ _CATALOG_TTL_S = 60.0
 
 
 class Engine:
-    """One served model."""
+    """One served model: its public name, manager, tasks, limits and job runner."""
 
-    def __init__(self, name: str, manager: AsyncVisionManager) -> None:
+    def __init__(
+        self,
+        name: str,
+        manager: AsyncVisionManager,
+        *,
+        kind: Optional[str] = None,
+        aliases: tuple[str, ...] = (),
+        workers: Optional[int] = None,
+        queue_size: Optional[int] = None,
+        paths: tuple[str, ...] = (),
+    ) -> None:
         self.name = name
         self.manager = manager
         backend = manager.backend
@@ -44,26 +59,42 @@ class Engine:
         self.native_batch = bool(caps is not None and caps.supports_native_batch)
         self.caps = caps
         self.max_batch = caps.max_batch if caps is not None else None
-        self.owned_by = str(getattr(backend, "name", None) or type(backend).__name__)
+        self.kind = kind or str(getattr(backend, "name", None) or type(backend).__name__)
+        self.owned_by = self.kind
+        self.aliases = aliases
+        self.workers = workers
+        self.queue_size = queue_size
+        self.paths = paths  #: local paths of this model (replaced by its name in what clients see)
         self.created = int(time.time())
         self.runner: Optional[JobRunner] = None
+        self.residency: Optional[ResidencyState] = None
         self._catalog: Optional[tuple[float, list[dict[str, Any]]]] = None
 
+    @property
+    def registry_id(self) -> Optional[str]:
+        return self.manager.model_id
+
     async def catalog(self) -> list[dict[str, Any]]:
-        """The backend's catalog (cached for a minute); empty when the backend cannot list."""
+        """Other models the backend's catalog offers (cached for a minute).
+
+        Local engines list their own model (by path or hub id): those entries are this served
+        model itself and are left out. Empty when the backend cannot list.
+        """
         now = time.monotonic()
         if self._catalog is not None and now - self._catalog[0] < _CATALOG_TTL_S:
             return self._catalog[1]
-        try:
-            infos = await self.manager.list_provider_models()
-        except Exception:  # a catalog failure must not take /v1/models down
-            infos = []
-        entries = [info.to_dict() for info in infos]
+        entries: list[dict[str, Any]] = []
+        if self.residency is None or not self.residency.holds_weights:
+            try:
+                infos = await self.manager.list_provider_models()
+            except Exception:  # a catalog failure must not take /v1/models down
+                infos = []
+            entries = [info.to_dict() for info in infos]
         self._catalog = (now, entries)
         return entries
 
 
-def _model_name(backend: Any, fallback: str) -> str:
+def _backend_model(backend: Any) -> Optional[str]:
     describe = getattr(backend, "describe", None)
     if callable(describe):
         try:
@@ -72,37 +103,80 @@ def _model_name(backend: Any, fallback: str) -> str:
             model = None
         if isinstance(model, str) and model:
             return model
-    return fallback
+    return None
 
 
-def _as_async_manager(target: Any) -> AsyncVisionManager:
+def _local_paths(spec: Optional[str]) -> tuple[str, ...]:
+    if not spec or looks_like_hub_id(spec):
+        return ()
+    path = Path(spec).expanduser()
+    if not path.exists():
+        return ()
+    return tuple(dict.fromkeys((str(path.absolute()), str(path.resolve()))))
+
+
+def _engine(
+    name: str, target: Any, *, served: Optional[ServedModel] = None, spec: Optional[str] = None
+) -> Engine:
+    manager = _as_async_manager(target, name)
+    if served is not None:
+        settings = served.settings
+        spec = settings.model or settings.options.get("diffusion_model") or settings.options.get("model")
+    spec = str(spec) if spec else _backend_model(manager.backend)
+    aliases = (spec,) if spec and spec != name and looks_like_hub_id(spec) else ()
+    return Engine(
+        name,
+        manager,
+        kind=served.settings.backend if served is not None else None,
+        aliases=aliases,
+        workers=served.workers if served is not None else None,
+        queue_size=served.queue_size if served is not None else None,
+        paths=_local_paths(spec),
+    )
+
+
+def _as_async_manager(target: Any, name: str) -> AsyncVisionManager:
     if isinstance(target, ManagerCore):
-        return AsyncVisionManager(backend=target.backend, model_id=target.model_id, registry=target.registry)
+        return AsyncVisionManager(
+            backend=target.backend, model_id=target.model_id, registry=target.registry, model_label=name
+        )
     if not callable(getattr(target, "generate_image", None)) and not callable(
         getattr(target, "get_capabilities", None)
     ):
         raise TypeError(
-            f"Cannot serve {type(target).__name__}: pass a VisionBackend, a VisionManager or a mapping of them."
+            f"Cannot serve {type(target).__name__}: pass a VisionBackend, a VisionManager, a mapping of them "
+            "or a list of ServedModel."
         )
-    return AsyncVisionManager(backend=target)
+    return AsyncVisionManager(backend=target, model_label=name)
 
 
 def engines_from_target(target: Any, model_name: Optional[str]) -> tuple[list[Engine], Any]:
-    """Engines for a backend, a manager or a ``{model name: backend or manager}`` mapping.
+    """Engines for a backend, a manager, ``{model name: backend or manager}`` or ``[ServedModel, ...]``.
 
     Also returns the store of a given manager (used when the server gets no store).
     """
+    if isinstance(target, Sequence) and not isinstance(target, (str, bytes)):
+        served = list(target)
+        if not served or not all(isinstance(m, ServedModel) for m in served):
+            raise ValueError("A list of models to serve must hold ServedModel entries (at least one).")
+        engines = []
+        for model in unique_names(served):
+            backend = create_backend(model.settings)
+            manager = AsyncVisionManager(backend=backend, model_id=model.registry_id, model_label=model.name)
+            engines.append(_engine(model.name, manager, served=model))
+        return engines, None
     if isinstance(target, Mapping):
         if not target:
             raise ValueError("The mapping of models to serve is empty.")
-        engines = [Engine(str(name), _as_async_manager(t)) for name, t in target.items()]
+        engines = [_engine(check_name(str(name)), t) for name, t in target.items()]
         stores = [t.store for t in target.values() if isinstance(t, ManagerCore) and t.store is not None]
         return engines, (stores[0] if stores else None)
-    manager = _as_async_manager(target)
-    fallback = getattr(manager.backend, "name", None) or "default"
-    name = model_name or _model_name(manager.backend, str(fallback))
+    backend = target.backend if isinstance(target, ManagerCore) else target
+    spec = _backend_model(backend)
+    fallback = default_served_name(spec) if spec else str(getattr(backend, "name", None) or "default")
+    name = check_name(model_name or fallback)
     store = target.store if isinstance(target, ManagerCore) else None
-    return [Engine(name, manager)], store
+    return [_engine(name, target, spec=spec)], store
 
 
 def _limits(engines: list[Engine]) -> Limits:
@@ -124,21 +198,30 @@ class ServerState:
         self.default = engines[0]
         self.artifacts = artifacts
         self.jobs = JobStore(opts)
-        self.redact = Redactor((opts.api_key, *opts.secrets))
+        self.redact = Redactor(
+            (opts.api_key, *opts.secrets), paths={p: e.name for e in engines for p in e.paths}
+        )
+        self.residency = Residency(opts.max_loaded)
         self.started = time.time()
         self.limits = _limits(engines)
         self.schemas = validation_schemas(opts, self.limits)
         self.openapi: Optional[dict[str, Any]] = None
         for engine in engines:
+            engine.residency = self.residency.add(engine.name, engine.manager.backend)
             engine.runner = JobRunner(
                 engine.name,
                 engine.manager,
-                opts=opts,
+                opts=dataclasses.replace(
+                    opts,
+                    workers=engine.workers or opts.workers,
+                    queue_size=engine.queue_size or opts.queue_size,
+                ),
                 store=self.jobs,
                 artifacts=artifacts,
                 redact=self.redact,
                 native_batch=engine.native_batch,
                 max_batch=engine.max_batch,
+                residency=self.residency,
             )
 
     def runner(self, job: Job) -> JobRunner:
@@ -146,40 +229,70 @@ class ServerState:
         assert runner is not None
         return runner
 
-    async def resolve(self, model: Optional[str]) -> Engine:
-        """The engine serving ``model`` (the first one when ``None``)."""
-        if model is None or model == "":
-            return self.default
+    def _lookup(self, model: str) -> Optional[Engine]:
         engine = self.engines.get(model)
         if engine is not None:
             return engine
-        served = ", ".join(self.engines)
         for candidate in self.engines.values():
-            if any(entry.get("id") == model for entry in await candidate.catalog()):
-                raise APIError(
-                    400,
-                    f"Model {model!r} is in the backend catalog but this server runs {candidate.name!r}; "
-                    f"start a server for {model!r} or use one of: {served}.",
-                    param="model",
-                    code="model_not_served",
-                )
-        raise APIError(
-            404,
-            f"The model {model[:200]!r} does not exist on this server. Served: {served}.",
-            param="model",
-            code="model_not_found",
-        )
+            if model in candidate.aliases:  # a hub id served under another name
+                return candidate
+        return None
+
+    async def resolve(self, model: Optional[str], task: Optional[str] = None) -> Engine:
+        """The engine serving ``model``; without one, the first served model that runs ``task``.
+
+        A model that cannot run ``task`` is a 400 naming the served models that can.
+        """
+        if model is None or model == "":
+            if task is None:
+                return self.default
+            for engine in self.engines.values():
+                if task in engine.tasks:
+                    return engine
+            raise APIError(
+                400,
+                f"No served model runs {task}. Served: {self._served_list()}.",
+                code="unsupported_task",
+            )
+        found = self._lookup(model)
+        if found is None:
+            served = ", ".join(self.engines)
+            for candidate in self.engines.values():
+                if any(entry.get("id") == model for entry in await candidate.catalog()):
+                    raise APIError(
+                        400,
+                        f"Model {model!r} is in the backend catalog but this server runs {candidate.name!r}; "
+                        f"start a server for {model!r} or use one of: {served}.",
+                        param="model",
+                        code="model_not_served",
+                    )
+            raise APIError(
+                404,
+                f"The model {model[:200]!r} does not exist on this server. Served: {self._served_list()}.",
+                param="model",
+                code="model_not_found",
+            )
+        engine = found
+        if task is not None and task not in engine.tasks:
+            able = [e.name for e in self.engines.values() if task in e.tasks]
+            where = (
+                f"served models that run it: {', '.join(able)}" if able else "no served model runs it"
+            )
+            raise APIError(
+                400,
+                f"Model {engine.name!r} does not run {task} (it runs: {', '.join(engine.tasks) or 'nothing'}); "
+                f"{where}.",
+                param="model",
+                code="unsupported_task",
+            )
+        return engine
+
+    def _served_list(self) -> str:
+        return "; ".join(f"{e.name} ({', '.join(e.tasks) or 'no tasks'})" for e in self.engines.values())
 
     async def submit(self, spec: CallSpec, *, kind: str, url_base: str, keep_assets: bool = False) -> Job:
         """Validate ``spec`` with the model's manager, then queue it as a job."""
-        engine = await self.resolve(spec.model)
-        if spec.task not in engine.tasks:
-            raise APIError(
-                400,
-                f"Model {engine.name!r} does not run {spec.task}; it runs: {', '.join(engine.tasks) or 'nothing'}.",
-                param="model" if spec.model else None,
-                code="unsupported_task",
-            )
+        engine = await self.resolve(spec.model, spec.task)
         await self._prevalidate(engine, spec)
         job = Job(spec, model=engine.name, kind=kind, url_base=self.opts.public_url or url_base)
         job.keep_assets = keep_assets
