@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Optional
 
 from ..backends.base_backend import VisionBackend
+from ..errors import AbstractVisionError, ModelLoadError
 from ..types import ProgressEvent
 
 __all__ = ["Residency", "ResidencyState", "holds_weights"]
@@ -161,7 +162,12 @@ class Residency:
         if notify is not None:
             notify(ProgressEvent(task=task, phase="loading", message=f"loading {state.name}"))
         started = time.perf_counter()
-        await asyncio.to_thread(state.backend.preload)
+        try:
+            await asyncio.to_thread(state.backend.preload)
+        except AbstractVisionError:
+            raise
+        except Exception as exc:  # a backend's own failure: still a load failure for the client
+            raise ModelLoadError(f"Loading {state.name} failed: {type(exc).__name__}: {exc}") from exc
         state.loaded = True
         state.loads += 1
         seconds = time.perf_counter() - started
