@@ -480,6 +480,7 @@ class ManagerCore:
         identity = describe() if callable(describe) else {"backend": type(self.backend).__name__}
         if self.model_label is not None:  # public provenance: file names, not this machine's paths
             identity = _basenames(identity)
+            meta = {k: v if k == "parameters" else _basenames(v) for k, v in meta.items()}
         for key, value in identity.items():
             meta.setdefault(key, value)
         if self.model_id is not None:

@@ -35,6 +35,7 @@ __all__ = [
     "BACKENDS",
     "SETTING_KEYS",
     "BackendSettings",
+    "backend_setting_names",
     "coerce_option",
     "create_backend",
     "create_manager",
@@ -334,22 +335,17 @@ def _config_fields(cls: type) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
 
 
-def create_backend(settings: BackendSettings) -> Any:
-    """Instantiate the configured backend (imports only that backend's module)."""
-    if settings.backend is None:
-        raise InvalidRequestError(
-            "No backend selected. Choose one with --backend openai|diffusers|sdcpp, ABSTRACTVISION_BACKEND, "
-            'or a config file (backend = "...").',
-            param="backend",
-        )
+def _backend_classes(backend: str) -> tuple[type, type]:
     import importlib
 
-    module_name, config_name, backend_name = BACKENDS[settings.backend]
+    module_name, config_name, backend_name = BACKENDS[backend]
     module = importlib.import_module(f"abstractvision.backends.{module_name}")
-    config_cls, backend_cls = getattr(module, config_name), getattr(module, backend_name)
-    fields = _config_fields(config_cls)
-    kwargs: dict[str, Any] = {}
-    mapping = {
+    return getattr(module, config_name), getattr(module, backend_name)
+
+
+def _setting_targets(fields: set[str]) -> dict[str, str]:
+    """Scalar setting -> the backend config field it sets."""
+    return {
         "model": "model_id" if "model_id" in fields else "model",
         "base_url": "base_url",
         "api_key": "api_key",
@@ -358,6 +354,26 @@ def create_backend(settings: BackendSettings) -> Any:
         "allow_download": "allow_download",
         "timeout_s": "timeout_s",
     }
+
+
+def backend_setting_names(backend: str) -> frozenset[str]:
+    """The scalar settings (``device``, ``base_url``...) the named backend takes."""
+    fields = _config_fields(_backend_classes(normalize_backend_name(backend))[0])
+    return frozenset(key for key, target in _setting_targets(fields).items() if target in fields)
+
+
+def create_backend(settings: BackendSettings) -> Any:
+    """Instantiate the configured backend (imports only that backend's module)."""
+    if settings.backend is None:
+        raise InvalidRequestError(
+            "No backend selected. Choose one with --backend openai|diffusers|sdcpp, ABSTRACTVISION_BACKEND, "
+            'or a config file (backend = "...").',
+            param="backend",
+        )
+    config_cls, backend_cls = _backend_classes(settings.backend)
+    fields = _config_fields(config_cls)
+    kwargs: dict[str, Any] = {}
+    mapping = _setting_targets(fields)
     if settings.backend == "sdcpp" and settings.model:
         # a single-file checkpoint path goes to `model`; anything else is a provenance label
         is_file = Path(str(settings.model)).expanduser().is_file()

@@ -38,7 +38,10 @@ Each table takes the settings of :mod:`abstractvision.config` (``backend``, ``mo
 ``options``), plus ``workers``, ``queue_size`` and ``registry_id`` (a capability-registry id
 whose tasks and parameter limits then gate requests). From the command line's settings a file
 model inherits only the machine-wide ones (``device``, ``dtype``, ``allow_download``,
-``timeout_s``): its backend, model and options are its own.
+``timeout_s``): its backend, model and options are its own. Shared values (the command
+line's and ``[defaults]``) reach only the models whose backend takes them (``device`` is not
+given to a stable-diffusion.cpp model); a value in a model's own table always applies, and one
+its backend does not take is an error naming the model.
 """
 
 from __future__ import annotations
@@ -230,6 +233,16 @@ def _resolve_path(value: Any, folder: Path, *, force: bool = False) -> Any:
     return value
 
 
+def _takes(backend: Any) -> frozenset[str]:
+    """Scalar settings ``backend`` takes (all of them when it is unknown: the error comes later)."""
+    from .config import _SCALARS, backend_setting_names
+
+    try:
+        return backend_setting_names(backend) if backend else frozenset(_SCALARS)
+    except InvalidRequestError:
+        return frozenset(_SCALARS)
+
+
 def load_models_file(
     path: Union[str, os.PathLike[str]], base: Optional[BackendSettings] = None
 ) -> list[ServedModel]:
@@ -256,12 +269,6 @@ def load_models_file(
             f"The models file {file} lists no models: add a [models.NAME] table per model.",
             param="models_file",
         )
-    start = BackendSettings()
-    if base is not None:
-        for key in _INHERITED:
-            if getattr(base, key) is not None:
-                setattr(start, key, getattr(base, key))
-                start.sources[key] = base.sources.get(key, "command line")
     folder = file.parent
     out: list[ServedModel] = []
     for name, table in models.items():
@@ -269,7 +276,11 @@ def load_models_file(
             raise InvalidRequestError(
                 f"The models file {file}: [models.{name}] must be a table of settings.", param="models_file"
             )
-        merged: dict[str, Any] = {**defaults, **table}
+        backend = table.get("backend") or defaults.get("backend") or (base.backend if base else None)
+        takes = _takes(backend)
+        # shared values (the command line's, [defaults]) reach only backends that take them
+        inherited = {k: v for k, v in defaults.items() if k in ("backend", "options", *_MODEL_KEYS) or k in takes}
+        merged: dict[str, Any] = {**inherited, **table}
         merged["options"] = {**dict(defaults.get("options") or {}), **dict(table.get("options") or {})}
         extras = {k: merged.pop(k) for k in _MODEL_KEYS if k in merged}
         merged["model"] = _resolve_path(merged.get("model"), folder)
@@ -279,6 +290,11 @@ def load_models_file(
             else v
             for k, v in merged["options"].items()
         }
+        start = BackendSettings()
+        for key in _INHERITED:
+            if base is not None and getattr(base, key) is not None and key in takes:
+                setattr(start, key, getattr(base, key))
+                start.sources[key] = base.sources.get(key, "command line")
         try:
             settings = override_settings(start, merged, source=f"models file [models.{name}]")
         except InvalidRequestError as exc:

@@ -69,8 +69,9 @@ class VisionManager(ManagerCore):
             fail before the backend runs.
         registry: the :class:`VisionModelCapabilitiesRegistry` to gate with (created on
             demand when ``model_id`` is set).
-        model_label: the model name recorded in provenance instead of the backend's own
-            (a server records its public model name, never a local path).
+        model_label: the model name recorded in provenance instead of the backend's own;
+            provenance then carries file names, not this machine's paths (a server records
+            its public model name this way).
 
     Every task method accepts ``on_progress`` (a callable receiving
     :class:`~abstractvision.ProgressEvent`) and ``cancel`` (an object with ``is_set()``,

@@ -18,6 +18,7 @@ from typing import Any, Optional
 from .._core import ManagerCore
 from ..async_manager import AsyncVisionManager
 from ..config import create_backend
+from ..errors import InvalidRequestError
 from ..served_models import ServedModel, check_name, default_served_name, looks_like_hub_id, unique_names
 from ..types import TASKS
 from .artifacts import ArtifactIndex
@@ -161,7 +162,10 @@ def engines_from_target(target: Any, model_name: Optional[str]) -> tuple[list[En
             raise ValueError("A list of models to serve must hold ServedModel entries (at least one).")
         engines = []
         for model in unique_names(served):
-            backend = create_backend(model.settings)
+            try:
+                backend = create_backend(model.settings)
+            except InvalidRequestError as exc:
+                raise InvalidRequestError(f"Served model {model.name!r}: {exc}", param=exc.param) from None
             manager = AsyncVisionManager(backend=backend, model_id=model.registry_id, model_label=model.name)
             engines.append(_engine(model.name, manager, served=model))
         return engines, None
