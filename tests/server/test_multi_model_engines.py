@@ -156,9 +156,8 @@ def test_two_models_by_name_with_repeated_model_flags(models_dir: Path, served: 
 
 
 def test_models_file_three_engines_swap_under_max_loaded_1(models_dir: Path, served: list[Served]) -> None:
-    flux = models_dir / "flux"
     (models_dir.parent / "serve.toml").write_text(
-        f"""
+        """
 [defaults]
 backend = "diffusers"
 device = "cpu"
