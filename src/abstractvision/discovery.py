@@ -239,7 +239,9 @@ def _scan_hf_cache(cache: Path, matcher: _RegistryMatcher) -> Iterator[Any]:
             continue
         files = [p for p in sorted(snapshot.iterdir()) if p.suffix.lower() in WEIGHT_SUFFIXES]
         if not files:
-            yield SkippedEntry(str(folder), "no model_index.json and no weight file: not an image/video model")
+            yield SkippedEntry(
+                str(folder), "no model_index.json and no weight file: not an image/video model"
+            )
             continue
         yield from _files_model(snapshot, files, name_prefix=hub_id, source="hf_cache", hub_id=hub_id)
 
@@ -382,7 +384,11 @@ def _files_model(
             source=source,
             format="checkpoint" if is_checkpoint else "components",
             backend="sdcpp",
-            tasks=("text_to_image", "image_to_image", *(("image_upscale",) if "upscaler" in components else ())),
+            tasks=(
+                "text_to_image",
+                "image_to_image",
+                *(("image_upscale",) if "upscaler" in components else ()),
+            ),
             size_bytes=size,
             servable=servable,
             hub_id=hub_id,
@@ -438,7 +444,9 @@ def classify_tensor_names(names: Iterable[str]) -> tuple[Optional[str], Optional
     elif "transformer_blocks." in dit and ("img_in." in dit or "x_embedder." in dit):
         arch = "dit"
     if arch is not None:
-        full = has("first_stage_model.") and (has("cond_stage_model.") or has("conditioner.") or has("text_encoders."))
+        full = has("first_stage_model.") and (
+            has("cond_stage_model.") or has("conditioner.") or has("text_encoders.")
+        )
         return ("checkpoint" if full else "diffusion_model"), arch
     if (has("encoder.down.") and has("decoder.up.")) or has("encoder.down_blocks.", "decoder.up_blocks."):
         return "vae", None

@@ -279,7 +279,9 @@ def load_models_file(
         backend = table.get("backend") or defaults.get("backend") or (base.backend if base else None)
         takes = _takes(backend)
         # shared values (the command line's, [defaults]) reach only backends that take them
-        inherited = {k: v for k, v in defaults.items() if k in ("backend", "options", *_MODEL_KEYS) or k in takes}
+        inherited = {
+            k: v for k, v in defaults.items() if k in ("backend", "options", *_MODEL_KEYS) or k in takes
+        }
         merged: dict[str, Any] = {**inherited, **table}
         merged["options"] = {**dict(defaults.get("options") or {}), **dict(table.get("options") or {})}
         extras = {k: merged.pop(k) for k in _MODEL_KEYS if k in merged}

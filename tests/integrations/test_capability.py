@@ -178,7 +178,9 @@ def test_settings_from_owner_config_env_and_forced_backend(make_owner: Any, tmp_
     forced = AbstractVisionCapability(owner, backend="diffusers", env={}, settings={"model": "x"})
     assert forced.settings.backend == "diffusers" and forced.backend_id == "abstractvision"
 
-    unconfigured = AbstractVisionCapability(make_owner(), env={"ABSTRACTVISION_MODELS_DIR": str(tmp_path / "none")})
+    unconfigured = AbstractVisionCapability(
+        make_owner(), env={"ABSTRACTVISION_MODELS_DIR": str(tmp_path / "none")}
+    )
     assert unconfigured.settings.backend is None  # constructing never fails for a missing configuration
     with pytest.raises(InvalidRequestError, match="No vision backend configured"):
         unconfigured.t2i("a lighthouse")

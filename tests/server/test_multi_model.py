@@ -22,7 +22,9 @@ pytestmark = pytest.mark.server
 class ResidentBackend(FakeBackend):
     """A fake engine with weights: ``preload`` loads, ``unload`` frees; both are counted."""
 
-    def __init__(self, tasks: tuple[str, ...] = ("text_to_image",), *, load_s: float = 0.0, **kw: Any) -> None:
+    def __init__(
+        self, tasks: tuple[str, ...] = ("text_to_image",), *, load_s: float = 0.0, **kw: Any
+    ) -> None:
         super().__init__(**kw)
         self.tasks = tasks
         self.load_s = load_s
@@ -131,7 +133,9 @@ def test_max_loaded_swaps_least_recently_used_idle_engine(serve, client) -> None
 def test_waiting_for_room_is_fair_and_never_unloads_a_running_engine(serve, client) -> None:
     slow, other = ResidentBackend(steps_delay_s=0.05), ResidentBackend()
     c = client(serve({"slow": slow, "other": other}, max_loaded=1, queue_size=8))
-    first = c.post("/v1/jobs", json={"task": "text_to_image", "prompt": "x", "steps": 6, "model": "slow"}).json()
+    first = c.post(
+        "/v1/jobs", json={"task": "text_to_image", "prompt": "x", "steps": 6, "model": "slow"}
+    ).json()
     deadline = time.monotonic() + 10
     while not slow.started.is_set():
         assert time.monotonic() < deadline

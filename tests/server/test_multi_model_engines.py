@@ -71,7 +71,9 @@ class Served:
                 raise AssertionError(self.proc.communicate()[1].decode())
             assert time.monotonic() < deadline, "server did not start"
             time.sleep(0.1)
-        self.sdk = openai.OpenAI(base_url=self.url + "/v1", api_key="unused", http_client=self.http, max_retries=0)
+        self.sdk = openai.OpenAI(
+            base_url=self.url + "/v1", api_key="unused", http_client=self.http, max_retries=0
+        )
 
     def _keep(self, response: Any) -> None:
         response.read()
@@ -145,7 +147,10 @@ def test_two_models_by_name_with_repeated_model_flags(models_dir: Path, served: 
     sdk = server.sdk
     assert [m.id for m in sdk.models.list()] == ["pics", "wan-tiny"]  # NAME=SPEC, else the basename
     assert sdk.models.retrieve("wan-tiny").model_extra["tasks"] == ["text_to_video"]
-    assert _image(sdk.images.generate(model="pics", prompt="a red cube", size="32x32", extra_body=IMG)) == (32, 32)
+    assert _image(sdk.images.generate(model="pics", prompt="a red cube", size="32x32", extra_body=IMG)) == (
+        32,
+        32,
+    )
     assert _video(sdk, "wan-tiny", width=16, height=16)[4:8] == b"ftyp"
     with pytest.raises(openai.BadRequestError) as info:
         sdk.images.generate(model="wan-tiny", prompt="x", size="32x32")
@@ -187,12 +192,18 @@ n_threads = 2
     sdk, http = server.sdk, server.http
     listed = {m.id: m.model_extra for m in sdk.models.list()}
     assert list(listed) == ["sd", "wan", "flux"]
-    assert {k: v["backend"] for k, v in listed.items()} == {"sd": "diffusers", "wan": "diffusers", "flux": "sdcpp"}
+    assert {k: v["backend"] for k, v in listed.items()} == {
+        "sd": "diffusers",
+        "wan": "diffusers",
+        "flux": "sdcpp",
+    }
     assert not any(v["loaded"] for v in listed.values())  # lazy: nothing loaded yet
 
     # sd loads; a warm-up call first, so torch's one-time allocations are not counted
     assert _image(sdk.images.generate(model="sd", prompt="warm up", size="32x32", extra_body=IMG)) == (32, 32)
-    assert _image(sdk.images.generate(prompt="no model: first that runs t2i", size="32x32", extra_body=IMG)) == (32, 32)
+    assert _image(
+        sdk.images.generate(prompt="no model: first that runs t2i", size="32x32", extra_body=IMG)
+    ) == (32, 32)
     with_sd = server.rss()
     assert _video(sdk, "wan", width=16, height=16)[4:8] == b"ftyp"  # unloads sd
     flux_png = sdk.images.generate(model="flux", prompt="a lighthouse", size="64x64", response_format="url")
@@ -207,9 +218,9 @@ n_threads = 2
     assert with_sd - without_sd > 0.6 * weights, (with_sd, without_sd, weights)
 
     # the paths scan: every response body and header a client got, plus the other routes
-    job_id = http.post("/v1/images/generations", json={"prompt": "p", "model": "sd", "size": "32x32", **IMG}).headers[
-        "x-job-id"
-    ]
+    job_id = http.post(
+        "/v1/images/generations", json={"prompt": "p", "model": "sd", "size": "32x32", **IMG}
+    ).headers["x-job-id"]
     with http.stream("GET", f"/v1/jobs/{job_id}/events") as events:
         for _ in events.iter_bytes():
             pass

@@ -109,9 +109,13 @@ def local_models(args: argparse.Namespace) -> int:
         ]
         header = ("NAME", "BACKEND", "TASKS", "SIZE", "REGISTRY", "SERVABLE", "PATH")
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
-        out.write("  ".join(f"{v:{w}}" for v, w in zip(header, widths, strict=False)) + "  " + header[-1] + "\n")
+        out.write(
+            "  ".join(f"{v:{w}}" for v, w in zip(header, widths, strict=False)) + "  " + header[-1] + "\n"
+        )
         for row, model in zip(rows, models, strict=True):
-            out.write("  ".join(f"{v:{w}}" for v, w in zip(row, widths, strict=False)) + "  " + row[-1] + "\n")
+            out.write(
+                "  ".join(f"{v:{w}}" for v, w in zip(row, widths, strict=False)) + "  " + row[-1] + "\n"
+            )
             for note in model.notes:
                 out.write(f"  - {note}\n")
     if found.skipped:

@@ -497,7 +497,9 @@ def build_parser() -> CliParser:
         help="also serve every model found on this machine (HF cache, --models-dir; see 'models --local')",
     )
     g.add_argument(
-        "--models-dir", metavar="DIR", help="folder of local models for --discover (ABSTRACTVISION_MODELS_DIR)"
+        "--models-dir",
+        metavar="DIR",
+        help="folder of local models for --discover (ABSTRACTVISION_MODELS_DIR)",
     )
     g.add_argument(
         "--max-loaded",
@@ -507,7 +509,9 @@ def build_parser() -> CliParser:
         "to load another (default: no limit)",
     )
     g.add_argument(
-        "--preload", action="store_true", help="load the models before accepting requests (up to --max-loaded)"
+        "--preload",
+        action="store_true",
+        help="load the models before accepting requests (up to --max-loaded)",
     )
     g = p.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")

@@ -41,10 +41,15 @@ class Redactor:
     through it, so no client ever learns where the server keeps its models.
     """
 
-    def __init__(self, secrets: Iterable[Optional[str]] = (), paths: Optional[Mapping[str, str]] = None) -> None:
+    def __init__(
+        self, secrets: Iterable[Optional[str]] = (), paths: Optional[Mapping[str, str]] = None
+    ) -> None:
         self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-        self.paths = sorted(((p.rstrip("/") or p, n) for p, n in (paths or {}).items() if len(p) > 1),
-                            key=lambda item: len(item[0]), reverse=True)
+        self.paths = sorted(
+            ((p.rstrip("/") or p, n) for p, n in (paths or {}).items() if len(p) > 1),
+            key=lambda item: len(item[0]),
+            reverse=True,
+        )
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
@@ -92,7 +97,7 @@ def _scrub_path(match: re.Match[str]) -> str:
         if first not in _machine_roots() or (len(parts) < 3 and not os.path.exists(core)):
             return text
     base = core.rstrip("/").rsplit("/", 1)[-1]
-    return "…/" + base + text[len(core):] if base and base != "~" else "…"
+    return "…/" + base + text[len(core) :] if base and base != "~" else "…"
 
 
 class APIError(Exception):

@@ -279,9 +279,7 @@ class ServerState:
         engine = found
         if task is not None and task not in engine.tasks:
             able = [e.name for e in self.engines.values() if task in e.tasks]
-            where = (
-                f"served models that run it: {', '.join(able)}" if able else "no served model runs it"
-            )
+            where = f"served models that run it: {', '.join(able)}" if able else "no served model runs it"
             raise APIError(
                 400,
                 f"Model {engine.name!r} does not run {task} (it runs: {', '.join(engine.tasks) or 'nothing'}); "
