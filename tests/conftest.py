@@ -12,11 +12,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Never touch the user's ~/.abstractvision or their capability overrides."""
+    """Never touch the user's ~/.abstractvision, their capability overrides or their model caches."""
     for name in list(os.environ):
         if name.startswith("ABSTRACTVISION_"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ABSTRACTVISION_STORE_DIR", str(tmp_path_factory.mktemp("default-store")))
+    # local model discovery must not see the developer's Hugging Face cache
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path_factory.mktemp("empty-hf-hub-cache")))
 
 
 @pytest.fixture

@@ -46,6 +46,15 @@ def _png(size: int = 64) -> bytes:
     return buf.getvalue()
 
 
+def _pixels(data: bytes) -> bytes:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return img.tobytes()
+
+
 def _is_png(data: Any) -> bool:
     return isinstance(data, bytes) and data.startswith(b"\x89PNG")
 
@@ -69,6 +78,43 @@ def test_entry_point_discovered_by_capability_registry(plugin_entry_point: str, 
     json.dumps(status)
     backend = registry.get_vision()
     assert isinstance(backend, AbstractVisionCapability) and registry.vision.backend_id == "abstractvision"
+
+
+def test_plugin_without_configuration_lists_and_runs_local_models(
+    plugin_entry_point: str, make_owner: Any, tiny_sd: str, tmp_path: Any, monkeypatch: Any
+) -> None:
+    """An empty owner config: the plugin registers, lists what this machine has, runs it by name."""
+    from abstractvision.errors import InvalidRequestError
+
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "tiny-sd").symlink_to(tiny_sd)
+    monkeypatch.setenv("ABSTRACTVISION_MODELS_DIR", str(models))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.config/abstractvision config file either
+    registry = CapabilityRegistry(make_owner())
+    assert registry.status()["plugin_errors"] == []
+    vision = registry.get_vision()
+    assert isinstance(vision, AbstractVisionCapability) and vision.settings.backend is None
+    listed = vision.list_provider_models()
+    assert json.loads(json.dumps(listed)) == listed
+    (entry,) = listed
+    assert (entry["id"], entry["model"], entry["provider"], entry["local"]) == (
+        "tiny-sd",
+        "diffusers/tiny-sd",
+        "diffusers",
+        True,
+    )
+    assert {"text_to_image", "image_to_image"} <= set(entry["tasks"])
+    assert vision.list_provider_models(task="text_to_video") == []
+    with pytest.raises(InvalidRequestError, match="No vision backend configured"):
+        vision.t2i("a lighthouse")
+    png = vision.t2i("a lighthouse", model="diffusers/tiny-sd", width=64, height=64, steps=2, seed=3)
+    again = vision.t2i("a lighthouse", model="tiny-sd", width=64, height=64, steps=2, seed=3)
+    assert _is_png(png) and _pixels(png) == _pixels(again)  # the same model by its plain name
+    llm = HostLLM(model="host")
+    assert [m["model_id"] for m in llm.capabilities.list_models("vision", task="text_to_image")] == [
+        "diffusers/tiny-sd"
+    ]
 
 
 def test_llm_vision_over_loopback_openai_server(

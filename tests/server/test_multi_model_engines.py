@@ -39,16 +39,17 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _env() -> dict[str, str]:
+def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ABSTRACTVISION_")}
     env["PYTHONPATH"] = str(REPO / "src")
+    env.update(extra)
     return env
 
 
 class Served:
     """A running ``abstractvision serve`` process and every response a client got from it."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
+    def __init__(self, args: list[str], cwd: Path, **env: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
@@ -56,7 +57,7 @@ class Served:
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_env(),
+            env=_env(**env),
         )  # fmt: skip
         self.seen: list[tuple[str, dict[str, str], bytes]] = []
         self.http = httpx.Client(base_url=self.url, timeout=120, event_hooks={"response": [self._keep]})
@@ -238,3 +239,22 @@ n_threads = 2
             assert needle.encode() not in blob, f"{needle} leaked in {url}"
     err = server.stop()
     assert str(models_dir) not in err.split("\n", 1)[0]
+
+
+def test_serve_discover_serves_every_local_model_by_name(
+    models_dir: Path, served: list[Served], tmp_path: Path
+) -> None:
+    server = Served(
+        ["--discover", "--max-loaded", "1"],
+        cwd=tmp_path,
+        ABSTRACTVISION_MODELS_DIR=str(models_dir),
+        HF_HUB_CACHE=str(tmp_path / "empty-hub-cache"),
+    )
+    served.append(server)
+    listed = {m.id: m.model_extra for m in server.sdk.models.list()}
+    assert listed["flux"]["backend"] == "sdcpp" and listed["sd-wide"]["backend"] == "diffusers"
+    assert set(listed) == {"flux", "sd-wide", "wan-tiny"}
+    png = server.sdk.images.generate(model="flux", prompt="a lighthouse", size="64x64")
+    assert _image(png) == (64, 64)
+    err = server.stop()
+    assert str(models_dir) not in err
