@@ -135,6 +135,7 @@ def test_doctor_json(cli, tmp_path, monkeypatch) -> None:
         json.dumps({"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "api_key": "sk-secret"})
     )
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE")  # set by the test session: HF_HOME/hub is the fallback tested here
     result = cli("doctor", "--config", str(config), "--store-dir", str(tmp_path / "s"), "--json")
     assert result.code == 0, result.err
     doc = result.json()

@@ -71,15 +71,6 @@ def device_report() -> dict[str, Any]:
     return info
 
 
-def hf_cache_dir() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser()
-    return base / "huggingface" / "hub"
-
-
 def _dir_report(path: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"path": str(path), "exists": path.is_dir()}
     if path.is_dir():
@@ -109,7 +100,9 @@ def doctor(args: argparse.Namespace) -> int:
     store_dir = (settings.store_dir if settings else None) or os.environ.get(STORE_DIR_ENV_VAR)
     store_path = Path(store_dir).expanduser() if store_dir else Path.home() / ".abstractvision" / "assets"
     report["store_dir"] = _dir_report(store_path)
-    cache = hf_cache_dir()
+    from ..discovery import hf_hub_cache_dir
+
+    cache = hf_hub_cache_dir()
     report["hf_cache_dir"] = _dir_report(cache)
     if cache.is_dir():
         report["hf_cache_dir"]["models"] = sorted(

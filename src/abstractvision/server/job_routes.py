@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from .._fileio import extension_for_mime
 from .._version import __version__
 from .errors import APIError, bad_request
-from .jobs import JOB_STATES, sse_events
+from .jobs import JOB_STATES
 from .openai_routes import _query_int, _summary, state_of, url_base
 from .params import CallSpec, check_task, decode_image_input, parse_size, read_json, validate_body
 from .schemas.requests import ARTIFACT_ID_PATTERN
@@ -87,7 +87,7 @@ async def list_jobs(request: Request) -> Response:
     if status is not None and status not in JOB_STATES:
         raise bad_request(f"'status' must be one of {', '.join(JOB_STATES)}.", param="status")
     limit = _query_int(request, "limit", 50, 1, 1000)
-    jobs = sorted(state.jobs.list(), key=lambda j: (j.created_at, j.id), reverse=True)
+    jobs = sorted(await state.list_jobs(), key=lambda j: (j.created_at, j.id), reverse=True)
     if status is not None:
         jobs = [j for j in jobs if j.status == status]
     return JSONResponse(
@@ -97,13 +97,14 @@ async def list_jobs(request: Request) -> Response:
 
 async def get_job(request: Request) -> Response:
     """``GET /v1/jobs/{job_id}``: 404 for an unknown id, 410 once a finished job expired."""
-    job = state_of(request).jobs.get(request.path_params["job_id"])
+    job = await state_of(request).get_job(request.path_params["job_id"])
     return JSONResponse(job.view())
 
 
 async def job_events(request: Request) -> Response:
     """``GET /v1/jobs/{job_id}/events``: progress as server-sent events (resumable with Last-Event-ID)."""
-    job = state_of(request).jobs.get(request.path_params["job_id"])
+    state = state_of(request)
+    job = await state.get_job(request.path_params["job_id"])
     after = 0
     for name, text in (
         ("after", request.query_params.get("after")),
@@ -115,7 +116,7 @@ async def job_events(request: Request) -> Response:
             raise bad_request(f"{name} must be a non-negative integer event id.", param="after")
         after = int(text)  # the header, sent by reconnecting clients, wins over the query
     return StreamingResponse(
-        sse_events(job, after=after),
+        state.job_events(job, after),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
@@ -124,19 +125,18 @@ async def job_events(request: Request) -> Response:
 async def cancel_job(request: Request) -> Response:
     """``POST /v1/jobs/{job_id}/cancel``: 409 when the job already completed or failed."""
     state = state_of(request)
-    job = state.jobs.get(request.path_params["job_id"])
+    job = await state.get_job(request.path_params["job_id"])
     if job.status in ("completed", "failed"):
         raise APIError(409, f"Job {job.id} already {job.status}; nothing to cancel.", code="job_finished")
-    state.runner(job).cancel(job)
-    return JSONResponse(job.view())
+    await state.cancel_job(job)
+    return JSONResponse((await state.get_job(job.id)).view())
 
 
 async def delete_job(request: Request) -> Response:
     """``DELETE /v1/jobs/{job_id}``: cancel it if needed and forget it (its artifacts stay)."""
     state = state_of(request)
-    job = state.jobs.get(request.path_params["job_id"])
-    state.runner(job).cancel(job)
-    state.jobs.remove(job.id)
+    job = await state.get_job(request.path_params["job_id"])
+    await state.delete_job(job)
     return JSONResponse({"id": job.id, "object": "job.deleted", "deleted": True})
 
 
@@ -199,26 +199,7 @@ async def get_artifact(request: Request) -> Response:
 async def healthz(request: Request) -> Response:
     """``GET /healthz``: liveness plus queue depths (no secrets)."""
     state = state_of(request)
-    queues = {}
-    for name, engine in state.engines.items():
-        runner = engine.runner
-        assert runner is not None
-        queues[name] = {
-            "pending": len(runner.pending),
-            "running": runner.running,
-            "workers": runner.opts.workers,
-            "queue_size": runner.opts.queue_size,
-            "loaded": engine.residency.view()["loaded"] if engine.residency is not None else None,
-        }
-    return JSONResponse(
-        {
-            "status": "ok",
-            "version": __version__,
-            "models": list(state.engines),
-            "max_loaded": state.residency.max_loaded,
-            "queues": queues,
-        }
-    )
+    return JSONResponse({"status": "ok", "version": __version__, **await state.health()})
 
 
 async def openapi_json(request: Request) -> Response:

@@ -37,7 +37,7 @@ from .options import ServerOptions
 from .params import CallSpec
 from .residency import Residency
 
-__all__ = ["JOB_STATES", "Job", "JobRunner", "JobStore", "sse_events"]
+__all__ = ["JOB_STATES", "Job", "JobRunner", "JobStore", "JobViews", "sse_events"]
 
 JOB_STATES = ("queued", "in_progress", "completed", "failed", "cancelled")
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -50,7 +50,76 @@ def new_job_id() -> str:
     return "job_" + secrets.token_hex(12)
 
 
-class Job:
+class JobViews:
+    """The JSON views of a job, for every kind of job record (this process's :class:`Job`, or a
+    record read back from the distributed mode's shared state).
+
+    Needs the attributes ``id, task, model, status, progress, created_at, started_at,
+    completed_at, expires_at, cancel_requested, summary, last_event, results, error, url_base``.
+    """
+
+    id: str
+    task: str
+    model: str
+    status: str
+    progress: float
+    created_at: float
+    started_at: Optional[float]
+    completed_at: Optional[float]
+    expires_at: Optional[float]
+    last_event: Optional[dict[str, Any]]
+    results: list[dict[str, Any]]
+    error: Optional[dict[str, Any]]
+    url_base: str
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def cancel_requested(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def url_for(self, artifact_id: str) -> str:
+        return f"{self.url_base}/v1/artifacts/{artifact_id}"
+
+    def result_views(self) -> list[dict[str, Any]]:
+        return [{**ref, "url": self.url_for(ref["$artifact"])} for ref in self.results]
+
+    def status_payload(self) -> dict[str, Any]:
+        """The ``status`` event's data."""
+        out: dict[str, Any] = {"id": self.id, "status": self.status, "progress": round(self.progress, 4)}
+        if self.terminal:
+            out["results"] = self.result_views()
+            out["error"] = self.error
+        return out
+
+    def view(self) -> dict[str, Any]:
+        """The job as the job API returns it."""
+        return {
+            "id": self.id,
+            "object": "job",
+            "task": self.task,
+            "model": self.model,
+            "status": self.status,
+            "progress": round(self.progress, 4),
+            "created_at": int(self.created_at),
+            "started_at": _int_or_none(self.started_at),
+            "completed_at": _int_or_none(self.completed_at),
+            "expires_at": _int_or_none(self.expires_at),
+            "cancel_requested": self.cancel_requested,
+            "params": self.summary,
+            "event": self.last_event,
+            "results": self.result_views(),
+            "error": self.error,
+        }
+
+
+class Job(JobViews):
     """One request's life: state, progress, event log, results (artifact refs) or error.
 
     Mutated only on the event-loop thread; engine threads reach it through
@@ -85,13 +154,21 @@ class Job:
         self.changed = asyncio.Event()
         self.done = asyncio.Event()
         self.ready = asyncio.Event()  # outputs in memory (keep_assets), or finished
-        self._publish("status", self._status_payload())
+        self._publish("status", self.status_payload())
 
     # -- state ------------------------------------------------------------------------
 
     @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
+    def cancel_requested(self) -> bool:
+        return self.cancel.is_set()
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.spec.summary
+
+    @property
+    def response_format(self) -> str:
+        return self.spec.response_format
 
     def _publish(self, name: str, data: dict[str, Any]) -> None:
         self.seq += 1
@@ -99,17 +176,10 @@ class Job:
         self.changed.set()
         self.changed = asyncio.Event()
 
-    def _status_payload(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "status": self.status, "progress": round(self.progress, 4)}
-        if self.terminal:
-            out["results"] = self.result_views()
-            out["error"] = self.error
-        return out
-
     def start(self) -> None:
         self.status = "in_progress"
         self.started_at = time.time()
-        self._publish("status", self._status_payload())
+        self._publish("status", self.status_payload())
 
     def on_progress(self, event: ProgressEvent) -> None:
         if self.terminal:
@@ -145,38 +215,10 @@ class Job:
             self.error = error.body(redact)["error"]
             self.error_status = error.status
             self.error_headers = dict(error.headers)
-        self._publish("status", self._status_payload())
+        self._publish("status", self.status_payload())
         self.done.set()
         self.ready.set()
         return True
-
-    # -- views ------------------------------------------------------------------------
-
-    def url_for(self, artifact_id: str) -> str:
-        return f"{self.url_base}/v1/artifacts/{artifact_id}"
-
-    def result_views(self) -> list[dict[str, Any]]:
-        return [{**ref, "url": self.url_for(ref["$artifact"])} for ref in self.results]
-
-    def view(self) -> dict[str, Any]:
-        """The job as the job API returns it."""
-        return {
-            "id": self.id,
-            "object": "job",
-            "task": self.task,
-            "model": self.model,
-            "status": self.status,
-            "progress": round(self.progress, 4),
-            "created_at": int(self.created_at),
-            "started_at": _int_or_none(self.started_at),
-            "completed_at": _int_or_none(self.completed_at),
-            "expires_at": _int_or_none(self.expires_at),
-            "cancel_requested": self.cancel.is_set(),
-            "params": self.spec.summary,
-            "event": self.last_event,
-            "results": self.result_views(),
-            "error": self.error,
-        }
 
 
 def _int_or_none(value: Optional[float]) -> Optional[int]:

@@ -20,7 +20,6 @@ from starlette.responses import JSONResponse, Response
 
 from .._fileio import extension_for_mime
 from .errors import APIError, bad_request
-from .jobs import Job
 from .params import (
     CallSpec,
     check_image_bytes,
@@ -82,9 +81,9 @@ def _common_params(body: dict[str, Any], opts: Any) -> dict[str, Any]:
     return params
 
 
-async def wait_for_job(request: Request, job: Job, event: Optional[asyncio.Event] = None) -> None:
-    """Wait for ``event`` (default: the job finished); cancel the job if the client goes away first."""
-    target = event if event is not None else job.done
+async def wait_for_job(request: Request, job: Any, *, outputs: bool = False) -> tuple[Any, list[Any]]:
+    """Wait for the job (see :meth:`ServerState.wait_job`); cancel it if the client goes away first."""
+    state = state_of(request)
 
     async def disconnected() -> None:
         while True:
@@ -92,20 +91,25 @@ async def wait_for_job(request: Request, job: Job, event: Optional[asyncio.Event
             if message["type"] == "http.disconnect":
                 return
 
-    waiting = asyncio.ensure_future(target.wait())
+    waiting = asyncio.ensure_future(state.wait_job(job, outputs=outputs))
     gone = asyncio.ensure_future(disconnected())
     try:
         await asyncio.wait({waiting, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (waiting, gone):
-            task.cancel()
+        gone.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await gone
+        if not waiting.done():
+            waiting.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-    if not target.is_set():
-        state_of(request).runner(job).cancel(job)
+                await waiting
+            await state.cancel_job(job)
+    if waiting.cancelled():
+        return job, []
+    return waiting.result()
 
 
-def job_error_response(job: Job) -> JSONResponse:
+def job_error_response(job: Any) -> JSONResponse:
     if job.status == "cancelled":
         return JSONResponse(
             {
@@ -121,13 +125,12 @@ def job_error_response(job: Job) -> JSONResponse:
     return JSONResponse({"error": job.error}, status_code=job.error_status or 500, headers=job.error_headers)
 
 
-async def _images_response(request: Request, job: Job) -> Response:
+async def _images_response(request: Request, job: Any) -> Response:
     """The OpenAI ``ImagesResponse``: b64_json answers as soon as the outputs exist (the
     artifact store write finishes in the background); url waits for the store."""
-    b64 = job.spec.response_format != "url"
-    await wait_for_job(request, job, job.ready if b64 else job.done)
-    assets, job.assets = job.assets, []
-    if not assets or (not b64 and job.status != "completed"):
+    b64 = job.response_format != "url"
+    job, assets = await wait_for_job(request, job, outputs=b64)
+    if (b64 and not assets) or (not b64 and job.status != "completed"):
         return job_error_response(job)
     if b64:
         data = [{"b64_json": base64.b64encode(a.data).decode("ascii")} for a in assets]
@@ -213,41 +216,31 @@ def served_model_entry(engine: Any) -> dict[str, Any]:
     }
 
 
-async def _model_entries(state: ServerState) -> list[dict[str, Any]]:
-    entries = [served_model_entry(engine) for engine in state.engines.values()]
-    seen = {engine.name for engine in state.engines.values()}
-    for engine in state.engines.values():
-        for info in await engine.catalog():
-            model_id = str(info.get("id"))
-            if model_id in seen:
-                continue
-            seen.add(model_id)
-            tasks = list(info.get("capabilities") or [])
-            entries.append(
-                {
-                    "id": model_id,
-                    "object": "model",
-                    "created": int(info.get("created") or engine.created),
-                    "owned_by": str(info.get("owned_by") or engine.owned_by),
-                    "served": False,
-                    "capabilities": tasks,
-                    "tasks": tasks,
-                    "backend": engine.kind,
-                }
-            )
-    return [state.redact.obj(entry) for entry in entries]
+def catalog_entry(engine: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """A model of a remote backend's catalog that this server does not serve itself."""
+    tasks = list(info.get("capabilities") or [])
+    return {
+        "id": str(info.get("id")),
+        "object": "model",
+        "created": int(info.get("created") or engine.created),
+        "owned_by": str(info.get("owned_by") or engine.owned_by),
+        "served": False,
+        "capabilities": tasks,
+        "tasks": tasks,
+        "backend": engine.kind,
+    }
 
 
 async def list_models(request: Request) -> Response:
     """``GET /v1/models``: the served models first (in serving order, with their tasks and
     whether they are loaded), then what remote backends' catalogs offer besides."""
-    return JSONResponse({"object": "list", "data": await _model_entries(state_of(request))})
+    return JSONResponse({"object": "list", "data": await state_of(request).model_entries()})
 
 
 async def get_model(request: Request) -> Response:
     """``GET /v1/models/{model_id}``."""
     model_id = request.path_params["model_id"]
-    for entry in await _model_entries(state_of(request)):
+    for entry in await state_of(request).model_entries():
         if entry["id"] == model_id:
             return JSONResponse(entry)
     raise APIError(
@@ -258,9 +251,9 @@ async def get_model(request: Request) -> Response:
 # -- videos ---------------------------------------------------------------------------
 
 
-def video_view(job: Job) -> dict[str, Any]:
+def video_view(job: Any) -> dict[str, Any]:
     """A job as OpenAI's ``video`` object (``progress`` in percent)."""
-    summary = job.spec.summary
+    summary = job.summary
     meta: dict[str, Any] = job.results[0].get("metadata", {}) if job.results else {}
     params: dict[str, Any] = meta.get("parameters") or {}
     if not isinstance(params, dict):
@@ -354,14 +347,14 @@ def _json_reference(ref: Any, state: ServerState) -> bytes:
 
 async def get_video(request: Request) -> Response:
     """``GET /v1/videos/{video_id}``."""
-    job = state_of(request).jobs.get(request.path_params["video_id"], kind="video")
+    job = await state_of(request).get_job(request.path_params["video_id"], kind="video")
     return JSONResponse(video_view(job))
 
 
 async def get_video_content(request: Request) -> Response:
     """``GET /v1/videos/{video_id}/content``: 409 while the job is not completed."""
     state = state_of(request)
-    job = state.jobs.get(request.path_params["video_id"], kind="video")
+    job = await state.get_job(request.path_params["video_id"], kind="video")
     variant = request.query_params.get("variant", "video")
     if variant != "video":
         raise bad_request(
@@ -403,7 +396,7 @@ async def list_videos(request: Request) -> Response:
     order = request.query_params.get("order", "desc")
     if order not in ("asc", "desc"):
         raise bad_request(f"'order' must be 'asc' or 'desc', got {order[:20]!r}.", param="order")
-    jobs = sorted(state.jobs.list(kind="video"), key=lambda j: (j.created_at, j.id), reverse=order == "desc")
+    jobs = sorted(await state.list_jobs(kind="video"), key=lambda j: (j.created_at, j.id), reverse=order == "desc")
     after = request.query_params.get("after")
     if after:
         ids = [j.id for j in jobs]
@@ -430,7 +423,6 @@ async def list_videos(request: Request) -> Response:
 async def delete_video(request: Request) -> Response:
     """``DELETE /v1/videos/{video_id}``: cancels the job if it still runs, then forgets it."""
     state = state_of(request)
-    job = state.jobs.get(request.path_params["video_id"], kind="video")
-    state.runner(job).cancel(job)
-    state.jobs.remove(job.id)
+    job = await state.get_job(request.path_params["video_id"], kind="video")
+    await state.delete_job(job)
     return JSONResponse({"id": job.id, "object": "video.deleted", "deleted": True})

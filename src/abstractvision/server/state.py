@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,10 +20,10 @@ from ..async_manager import AsyncVisionManager
 from ..config import create_backend
 from ..errors import InvalidRequestError
 from ..served_models import ServedModel, check_name, default_served_name, looks_like_hub_id, unique_names
-from ..types import TASKS
+from ..types import TASKS, GeneratedAsset
 from .artifacts import ArtifactIndex
 from .errors import APIError, Redactor, error_from_exception
-from .jobs import Job, JobRunner, JobStore
+from .jobs import Job, JobRunner, JobStore, sse_events
 from .options import ServerOptions
 from .params import CallSpec
 from .residency import Residency, ResidencyState
@@ -288,6 +288,60 @@ class ServerState:
                 code="unsupported_task",
             )
         return engine
+
+    # -- jobs: what the routes call (the distributed mode's state answers the same) -------------
+
+    async def get_job(self, job_id: str, *, kind: Optional[str] = None) -> Any:
+        """The job (404 unknown, 410 expired); ``kind="video"`` only finds video jobs."""
+        return self.jobs.get(job_id, kind=kind)
+
+    async def list_jobs(self, *, kind: Optional[str] = None) -> list[Any]:
+        return list(self.jobs.list(kind=kind))
+
+    async def cancel_job(self, job: Any) -> bool:
+        """Cancel a queued or running job now; ``False`` when it had already finished."""
+        return self.runner(job).cancel(job)
+
+    async def delete_job(self, job: Any) -> None:
+        self.runner(job).cancel(job)
+        self.jobs.remove(job.id)
+
+    def job_events(self, job: Any, after: int) -> AsyncIterator[str]:
+        return sse_events(job, after=after)
+
+    async def wait_job(self, job: Any, *, outputs: bool) -> tuple[Any, list[GeneratedAsset]]:
+        """Wait until ``job`` finished (``outputs``: until its outputs exist; a ``b64_json``
+        response does not wait for the store). Returns the job and the outputs, when asked."""
+        await (job.ready if outputs else job.done).wait()
+        assets, job.assets = job.assets, []
+        return job, assets
+
+    async def model_entries(self) -> list[dict[str, Any]]:
+        """The served models as ``/v1/models`` lists them (remote catalogs after them)."""
+        from .openai_routes import catalog_entry, served_model_entry
+
+        entries = [served_model_entry(engine) for engine in self.engines.values()]
+        seen = {engine.name for engine in self.engines.values()}
+        for engine in self.engines.values():
+            for info in await engine.catalog():
+                if str(info.get("id")) not in seen:
+                    seen.add(str(info.get("id")))
+                    entries.append(catalog_entry(engine, info))
+        return [self.redact.obj(entry) for entry in entries]
+
+    async def health(self) -> dict[str, Any]:
+        queues = {}
+        for name, engine in self.engines.items():
+            runner = engine.runner
+            assert runner is not None
+            queues[name] = {
+                "pending": len(runner.pending),
+                "running": runner.running,
+                "workers": runner.opts.workers,
+                "queue_size": runner.opts.queue_size,
+                "loaded": engine.residency.view()["loaded"] if engine.residency is not None else None,
+            }
+        return {"models": list(self.engines), "max_loaded": self.residency.max_loaded, "queues": queues}
 
     def _served_list(self) -> str:
         return "; ".join(f"{e.name} ({', '.join(e.tasks) or 'no tasks'})" for e in self.engines.values())
