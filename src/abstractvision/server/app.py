@@ -7,11 +7,10 @@ this server produced, ``/healthz``, ``/openapi.json`` and the playground page at
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Optional
 
 from starlette.applications import Starlette
@@ -29,7 +28,7 @@ from .artifacts import ArtifactIndex
 from .errors import APIError, error_from_exception
 from .options import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IMAGE_PIXELS, ServerOptions
 from .security import GuardMiddleware
-from .state import ServerState, engines_from_target
+from .state import BaseState, ServerState, engines_from_target
 
 __all__ = ["ROUTES", "create_app"]
 
@@ -66,7 +65,7 @@ ROUTES: list[Any] = [
 
 
 def create_app(
-    target: Any,
+    target: Any = None,
     *,
     api_key: Optional[str] = None,
     cors_origins: Sequence[str] = (),
@@ -78,6 +77,8 @@ def create_app(
     store: Any = None,
     model_name: Optional[str] = None,
     on_shutdown: Sequence[Callable[[], Any]] = (),
+    broker: Optional[str] = None,
+    distributed: Optional[Mapping[str, Any]] = None,
     **options: Any,
 ) -> Starlette:
     """Build the ASGI app serving ``target``.
@@ -102,6 +103,11 @@ def create_app(
         model_name: the served model id of a single backend (default: the basename of its
             model's path, or its hub id).
         on_shutdown: callables run when the app stops (after the workers).
+        broker: a Redis URL: serve as an *API node* of the distributed mode (no ``target``:
+            jobs are kept in Redis and run by ``abstractvision worker`` processes; ``store``
+            is the store they share). See ``docs/scale-out.md``.
+        distributed: options of :class:`~abstractvision.distributed.api.DistributedState`
+            (``prefix``, ``heartbeat_s``, ``lease_s``, ``max_attempts``...).
         **options: any other :class:`~abstractvision.server.options.ServerOptions` field
             (``coalesce``, ``max_n``, ``allowed_extra_keys``, ``public_url``, ``max_loaded``,
             ``preload``...).
@@ -116,37 +122,39 @@ def create_app(
         max_image_pixels=max_image_pixels,
         **options,
     )
-    engines, manager_store = engines_from_target(target, model_name)
     cleanups: list[Callable[[], Any]] = []
-    if isinstance(target, Sequence) and not isinstance(target, (str, bytes)):
-        # backends built here from ServedModel settings are ours to close
-        cleanups += [engine.manager.require_backend().close for engine in engines]
-    if store is None:
-        store = manager_store
-    if store is None:
-        tmp = tempfile.mkdtemp(prefix="abstractvision-server-")
-        store = LocalAssetStore(tmp)
-        cleanups.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
-    state = ServerState(engines, opts=opts, artifacts=ArtifactIndex(store))
+    state: BaseState
+    if broker is not None:
+        if target is not None:
+            raise ValueError(
+                "An API node (broker=...) runs no engine: serve the models with workers "
+                "(abstractvision worker) and pass no target here."
+            )
+        if store is None:
+            raise ValueError("An API node needs the shared store its workers write to (store=...).")
+        from ..distributed.api import DistributedState
+
+        state = DistributedState(broker, opts=opts, artifacts=ArtifactIndex(store), **(distributed or {}))
+    else:
+        engines, manager_store = engines_from_target(target, model_name)
+        if isinstance(target, Sequence) and not isinstance(target, (str, bytes)):
+            # backends built here from ServedModel settings are ours to close
+            cleanups += [engine.manager.require_backend().close for engine in engines]
+        if store is None:
+            store = manager_store
+        if store is None:
+            tmp = tempfile.mkdtemp(prefix="abstractvision-server-")
+            store = LocalAssetStore(tmp)
+            cleanups.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
+        state = ServerState(engines, opts=opts, artifacts=ArtifactIndex(store))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        for engine in state.engines.values():
-            assert engine.runner is not None
-            if not engine.runner.started:
-                engine.runner.start()
-        if opts.preload:
-            await state.residency.preload()
-        janitor = asyncio.get_running_loop().create_task(_janitor(state))
+        await state.startup()
         try:
             yield
         finally:
-            janitor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await janitor
-            for engine in state.engines.values():
-                assert engine.runner is not None
-                await engine.runner.stop()
+            await state.shutdown()
             for fn in [*on_shutdown, *cleanups]:
                 with contextlib.suppress(Exception):
                     fn()
@@ -175,13 +183,6 @@ def create_app(
     app.router.redirect_slashes = False  # one spelling per route: no 307 to a slash-less twin
     app.state.av = state
     return app
-
-
-async def _janitor(state: ServerState) -> None:
-    period = max(0.5, min(60.0, state.opts.job_ttl_s / 2))
-    while True:
-        await asyncio.sleep(period)
-        state.jobs.sweep()
 
 
 def _json_error(request: Request, error: APIError) -> Response:

@@ -9,6 +9,7 @@ the manager (so a bad request is a 400 at submission, not a failed job later) an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -195,43 +196,42 @@ def _limits(engines: list[Engine]) -> Limits:
     return Limits(**values)
 
 
-class ServerState:
-    def __init__(self, engines: list[Engine], *, opts: ServerOptions, artifacts: ArtifactIndex) -> None:
+class BaseState:
+    """What every server holds, wherever its jobs run: served models, routing, validation.
+
+    :class:`ServerState` runs jobs in this process; the distributed mode's state
+    (:class:`abstractvision.distributed.api.DistributedState`) keeps them in Redis and runs them
+    on Celery workers. Routes only call the async methods both define.
+    """
+
+    def __init__(
+        self,
+        engines: list[Engine],
+        *,
+        opts: ServerOptions,
+        artifacts: ArtifactIndex,
+        paths: Optional[Mapping[str, str]] = None,
+    ) -> None:
         self.opts = opts
         self.engines = {e.name: e for e in engines}
-        self.default = engines[0]
         self.artifacts = artifacts
-        self.jobs = JobStore(opts)
         self.redact = Redactor(
-            (opts.api_key, *opts.secrets), paths={p: e.name for e in engines for p in e.paths}
+            (opts.api_key, *opts.secrets),
+            paths={**{p: e.name for e in engines for p in e.paths}, **(paths or {})},
         )
-        self.residency = Residency(opts.max_loaded)
         self.started = time.time()
-        self.limits = _limits(engines)
+        self.limits = _limits(engines) if engines else Limits()
         self.schemas = validation_schemas(opts, self.limits)
         self.openapi: Optional[dict[str, Any]] = None
-        for engine in engines:
-            engine.residency = self.residency.add(engine.name, engine.manager.backend)
-            engine.runner = JobRunner(
-                engine.name,
-                engine.manager,
-                opts=dataclasses.replace(
-                    opts,
-                    workers=engine.workers or opts.workers,
-                    queue_size=engine.queue_size or opts.queue_size,
-                ),
-                store=self.jobs,
-                artifacts=artifacts,
-                redact=self.redact,
-                native_batch=engine.native_batch,
-                max_batch=engine.max_batch,
-                residency=self.residency,
-            )
 
-    def runner(self, job: Job) -> JobRunner:
-        runner = self.engines[job.model].runner
-        assert runner is not None
-        return runner
+    async def startup(self) -> None:
+        """Called once the event loop runs (before the first request)."""
+
+    async def shutdown(self) -> None:
+        """Called when the app stops."""
+
+    async def refresh(self) -> None:
+        """Bring :attr:`engines` up to date (the distributed mode reads live workers)."""
 
     def _lookup(self, model: str) -> Optional[Engine]:
         engine = self.engines.get(model)
@@ -247,9 +247,10 @@ class ServerState:
 
         A model that cannot run ``task`` is a 400 naming the served models that can.
         """
+        await self.refresh()
         if model is None or model == "":
-            if task is None:
-                return self.default
+            if task is None and self.engines:
+                return next(iter(self.engines.values()))
             for engine in self.engines.values():
                 if task in engine.tasks:
                     return engine
@@ -288,6 +289,92 @@ class ServerState:
                 code="unsupported_task",
             )
         return engine
+
+    def _served_list(self) -> str:
+        return "; ".join(f"{e.name} ({', '.join(e.tasks) or 'no tasks'})" for e in self.engines.values())
+
+    async def _prevalidate(self, engine: Engine, spec: CallSpec) -> None:
+        params = dict(spec.params)
+        batch = spec.n > 1
+
+        def plan() -> None:
+            engine.manager.plan(spec.task, params, batch=batch, count=spec.n if batch else None)
+
+        try:
+            if any(isinstance(v, (bytes, tuple)) for v in params.values()):
+                await asyncio.to_thread(plan)  # decodes input images: keep the loop free
+            else:
+                plan()
+        except APIError:
+            raise
+        except Exception as exc:
+            raise error_from_exception(exc) from None
+
+
+class ServerState(BaseState):
+    """A server whose jobs run in this process: a queue, workers and an engine per served model."""
+
+    def __init__(self, engines: list[Engine], *, opts: ServerOptions, artifacts: ArtifactIndex) -> None:
+        super().__init__(engines, opts=opts, artifacts=artifacts)
+        self.default = engines[0]
+        self.jobs = JobStore(opts)
+        self.residency = Residency(opts.max_loaded)
+        for engine in engines:
+            engine.residency = self.residency.add(engine.name, engine.manager.backend)
+            engine.runner = JobRunner(
+                engine.name,
+                engine.manager,
+                opts=dataclasses.replace(
+                    opts,
+                    workers=engine.workers or opts.workers,
+                    queue_size=engine.queue_size or opts.queue_size,
+                ),
+                store=self.jobs,
+                artifacts=artifacts,
+                redact=self.redact,
+                native_batch=engine.native_batch,
+                max_batch=engine.max_batch,
+                residency=self.residency,
+            )
+
+    async def submit(self, spec: CallSpec, *, kind: str, url_base: str, keep_assets: bool = False) -> Job:
+        """Validate ``spec`` with the model's manager, then queue it as a job."""
+        engine = await self.resolve(spec.model, spec.task)
+        await self._prevalidate(engine, spec)
+        job = Job(spec, model=engine.name, kind=kind, url_base=self.opts.public_url or url_base)
+        job.keep_assets = keep_assets
+        assert engine.runner is not None
+        return engine.runner.submit(job)
+
+    async def startup(self) -> None:
+        for engine in self.engines.values():
+            assert engine.runner is not None
+            if not engine.runner.started:
+                engine.runner.start()
+        if self.opts.preload:
+            await self.residency.preload()
+        self._janitor = asyncio.get_running_loop().create_task(self._sweep_forever())
+
+    async def shutdown(self) -> None:
+        janitor = getattr(self, "_janitor", None)
+        if janitor is not None:
+            janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await janitor
+        for engine in self.engines.values():
+            assert engine.runner is not None
+            await engine.runner.stop()
+
+    async def _sweep_forever(self) -> None:
+        period = max(0.5, min(60.0, self.opts.job_ttl_s / 2))
+        while True:
+            await asyncio.sleep(period)
+            self.jobs.sweep()
+
+    def runner(self, job: Job) -> JobRunner:
+        runner = self.engines[job.model].runner
+        assert runner is not None
+        return runner
 
     # -- jobs: what the routes call (the distributed mode's state answers the same) -------------
 
@@ -342,32 +429,3 @@ class ServerState:
                 "loaded": engine.residency.view()["loaded"] if engine.residency is not None else None,
             }
         return {"models": list(self.engines), "max_loaded": self.residency.max_loaded, "queues": queues}
-
-    def _served_list(self) -> str:
-        return "; ".join(f"{e.name} ({', '.join(e.tasks) or 'no tasks'})" for e in self.engines.values())
-
-    async def submit(self, spec: CallSpec, *, kind: str, url_base: str, keep_assets: bool = False) -> Job:
-        """Validate ``spec`` with the model's manager, then queue it as a job."""
-        engine = await self.resolve(spec.model, spec.task)
-        await self._prevalidate(engine, spec)
-        job = Job(spec, model=engine.name, kind=kind, url_base=self.opts.public_url or url_base)
-        job.keep_assets = keep_assets
-        assert engine.runner is not None
-        return engine.runner.submit(job)
-
-    async def _prevalidate(self, engine: Engine, spec: CallSpec) -> None:
-        params = dict(spec.params)
-        batch = spec.n > 1
-
-        def plan() -> None:
-            engine.manager.plan(spec.task, params, batch=batch, count=spec.n if batch else None)
-
-        try:
-            if any(isinstance(v, (bytes, tuple)) for v in params.values()):
-                await asyncio.to_thread(plan)  # decodes input images: keep the loop free
-            else:
-                plan()
-        except APIError:
-            raise
-        except Exception as exc:
-            raise error_from_exception(exc) from None
