@@ -196,44 +196,88 @@ class LocalAssetStore:
     def base_dir(self) -> Path:
         return self._base_dir
 
+    # -- file primitives (the only methods that touch the file system; FsspecAssetStore
+    #    overrides them to keep the same layout on any fsspec file system) -------------------
+
+    def _read_file(self, path: Any) -> Optional[bytes]:
+        """The file's bytes, ``None`` when it does not exist."""
+        try:
+            return Path(path).read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # EIO, EACCES, EISDIR...
+            raise ArtifactStoreError(f"Cannot read {path}: {exc.strerror or exc}") from exc
+
+    def _write_file(self, path: Any, data: bytes) -> None:
+        """Write the whole file atomically (readers see the old file or the new one)."""
+        folder = Path(path).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ArtifactStoreError(f"Cannot create {folder}: {exc}") from exc
+        atomic_write_bytes(path, data)
+
+    def _is_file(self, path: Any) -> bool:
+        return Path(path).is_file()
+
+    def _file_names(self, folder: Any) -> builtins.list[str]:
+        """Names of the regular files in ``folder`` (hidden ones left out)."""
+        try:
+            return [e.name for e in Path(folder).iterdir() if not e.name.startswith(".") and e.is_file()]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def _sidecar_names(self) -> Iterator[tuple[str, str]]:
+        """``(shard folder, file name)`` of every ``*.json`` file in the shards."""
+        if not self._base_dir.is_dir():
+            return
+        for folder in self._base_dir.iterdir():
+            if len(folder.name) == 2 and folder.is_dir():
+                for name in self._file_names(folder):
+                    if name.endswith(".json"):
+                        yield folder.name, name
+
+    def _remove_file(self, path: Any) -> bool:
+        try:
+            Path(path).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise ArtifactStoreError(f"Cannot delete {path}: {exc}") from exc
+
     # -- paths ------------------------------------------------------------------------
 
     def _validate_id(self, artifact_id: str) -> str:
         if not isinstance(artifact_id, str) or not _SHA256_RE.fullmatch(artifact_id):
             raise InvalidRequestError(
-                f"Invalid artifact id {artifact_id!r}: LocalAssetStore ids are 64 lowercase hex characters "
-                "(the sha256 of the content).",
+                f"Invalid artifact id {artifact_id!r}: {type(self).__name__} ids are 64 lowercase hex "
+                "characters (the sha256 of the content).",
                 param="artifact_id",
             )
         return artifact_id
 
-    def _dir_for(self, artifact_id: str) -> Path:
+    def _dir_for(self, artifact_id: str) -> Any:
         return self._base_dir / artifact_id[:2]
 
-    def _sidecar_path(self, artifact_id: str) -> Path:
+    def _sidecar_path(self, artifact_id: str) -> Any:
         return self._dir_for(artifact_id) / f"{artifact_id}.json"
 
-    def _blob_path(self, artifact_id: str, content_type: str) -> Path:
+    def _blob_path(self, artifact_id: str, content_type: str) -> Any:
         return self._dir_for(artifact_id) / f"{artifact_id}{extension_for_mime(content_type)}"
 
-    def _blobs(self, artifact_id: str) -> Iterator[Path]:
+    def _blobs(self, artifact_id: str) -> Iterator[Any]:
         """Every blob file of the id (the same bytes stored under several content types)."""
         folder = self._dir_for(artifact_id)
-        if folder.is_dir():
-            for entry in folder.iterdir():
-                stem, _, ext = entry.name.partition(".")
-                if (
-                    stem == artifact_id
-                    and ext != "json"
-                    and not entry.name.startswith(".")
-                    and entry.is_file()
-                ):
-                    yield entry
+        for name in self._file_names(folder):
+            stem, _, ext = name.partition(".")
+            if stem == artifact_id and ext != "json":
+                yield folder / name
 
-    def _find_blob(self, artifact_id: str, meta: Optional[dict[str, Any]]) -> Optional[Path]:
+    def _find_blob(self, artifact_id: str, meta: Optional[dict[str, Any]]) -> Optional[Any]:
         if meta is not None:
             path = self._blob_path(artifact_id, str(meta.get("content_type", "")))
-            if path.is_file():
+            if self._is_file(path):
                 return path
         return next(self._blobs(artifact_id), None)
 
@@ -280,17 +324,12 @@ class LocalAssetStore:
         sha = hashlib.sha256(data).hexdigest()
         if artifact_id is not None and artifact_id != sha:
             raise InvalidRequestError(
-                "LocalAssetStore ids are the sha256 of the content; the given artifact_id does not match.",
+                f"{type(self).__name__} ids are the sha256 of the content; the given artifact_id does not match.",
                 param="artifact_id",
             )
-        folder = self._dir_for(sha)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ArtifactStoreError(f"Cannot create {folder}: {exc}") from exc
         blob = self._blob_path(sha, content_type)
         if not self._blob_matches(blob, sha):
-            atomic_write_bytes(blob, data)
+            self._write_file(blob, data)
         previous = self._read_sidecar(sha)
         sidecar: dict[str, Any] = {
             "schema": _SIDECAR_SCHEMA,
@@ -308,9 +347,7 @@ class LocalAssetStore:
             sidecar["filename"] = os.path.basename(str(filename))
         if run_id:
             sidecar["run_id"] = str(run_id)
-        atomic_write_bytes(
-            self._sidecar_path(sha), json.dumps(sidecar, indent=2, sort_keys=True).encode("utf-8")
-        )
+        self._write_file(self._sidecar_path(sha), json.dumps(sidecar, indent=2, sort_keys=True).encode("utf-8"))
         return make_media_ref(
             sha,
             content_type=content_type,
@@ -320,26 +357,21 @@ class LocalAssetStore:
             metadata=sidecar["metadata"],
         )
 
-    @staticmethod
-    def _blob_matches(path: Path, sha: str) -> bool:
+    def _blob_matches(self, path: Any, sha: str) -> bool:
         try:
             with open(path, "rb") as fh:
                 return hashlib.file_digest(fh, "sha256").hexdigest() == sha  # type: ignore[attr-defined]
         except AttributeError:  # Python 3.10: no hashlib.file_digest
-            return hashlib.sha256(path.read_bytes()).hexdigest() == sha
+            return hashlib.sha256(Path(path).read_bytes()).hexdigest() == sha
         except OSError:
             return False
 
     # -- read -------------------------------------------------------------------------
 
     def _read_sidecar(self, artifact_id: str) -> Optional[dict[str, Any]]:
-        path = self._sidecar_path(artifact_id)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
+        raw = self._read_file(self._sidecar_path(artifact_id))
+        if raw is None:
             return None
-        except OSError as exc:
-            raise ArtifactStoreError(f"Cannot read {path}: {exc}") from exc
         try:
             data = json.loads(raw)
         except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested (tampered) JSON
@@ -353,14 +385,9 @@ class LocalAssetStore:
         """
         aid = self._validate_id(_artifact_id_of(artifact_id))
         path = self._find_blob(aid, self._read_sidecar(aid))
-        if path is None:
+        data = None if path is None else self._read_file(path)
+        if data is None:  # missing, or deleted concurrently
             raise ArtifactNotFoundError(f"No artifact {aid} in {self._base_dir}.")
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError as exc:  # deleted concurrently
-            raise ArtifactNotFoundError(f"No artifact {aid} in {self._base_dir}.") from exc
-        except OSError as exc:  # EIO, EACCES, EISDIR...
-            raise ArtifactStoreError(f"Cannot read artifact {aid} ({path}): {exc.strerror or exc}") from exc
         if hashlib.sha256(data).hexdigest() != aid:
             raise ArtifactIntegrityError(
                 f"Artifact {aid} is corrupted: its bytes no longer match its sha256 ({path})."
@@ -380,20 +407,14 @@ class LocalAssetStore:
         return self._find_blob(aid, self._read_sidecar(aid)) is not None
 
     def _iter_sidecars(self) -> Iterator[dict[str, Any]]:
-        if not self._base_dir.is_dir():
-            return
-        for folder in self._base_dir.iterdir():
-            if len(folder.name) != 2 or not folder.is_dir():
+        for _shard, name in self._sidecar_names():
+            if not _SHA256_RE.fullmatch(name[:-5]):
                 continue
-            for entry in folder.iterdir():
-                name = entry.name
-                if not name.endswith(".json") or not _SHA256_RE.fullmatch(name[:-5]):
-                    continue
-                with contextlib.suppress(ArtifactStoreError, ArtifactIntegrityError):
-                    meta = self._read_sidecar(name[:-5])
-                    # a sidecar that names another artifact was tampered with (or copied): skip it
-                    if meta is not None and meta.get("artifact_id") == name[:-5]:
-                        yield meta
+            with contextlib.suppress(ArtifactStoreError, ArtifactIntegrityError):
+                meta = self._read_sidecar(name[:-5])
+                # a sidecar that names another artifact was tampered with (or copied): skip it
+                if meta is not None and meta.get("artifact_id") == name[:-5]:
+                    yield meta
 
     def list(
         self,
@@ -435,13 +456,7 @@ class LocalAssetStore:
         aid = self._validate_id(_artifact_id_of(artifact_id))
         removed = False
         for path in (self._sidecar_path(aid), *self._blobs(aid)):
-            try:
-                path.unlink()
-                removed = True
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise ArtifactStoreError(f"Cannot delete {path}: {exc}") from exc
+            removed = self._remove_file(path) or removed
         return removed
 
     def cleanup_temporary_files(self, *, older_than_s: float = 3600.0) -> int:
