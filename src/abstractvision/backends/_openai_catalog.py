@@ -117,7 +117,9 @@ def parse_models(
     return out
 
 
-def parse_sd_models(doc: Any, reply: Reply, *, task: Optional[str], tasks: tuple[str, ...], what: str) -> list[ProviderModelInfo]:
+def parse_sd_models(
+    doc: Any, reply: Reply, *, task: Optional[str], tasks: tuple[str, ...], what: str
+) -> list[ProviderModelInfo]:
     """A1111's ``GET /sdapi/v1/sd-models`` (``[{"title", "model_name", ...}]``) as catalog entries.
 
     The id is ``model_name`` (what ``override_settings.sd_model_checkpoint`` accepts) or
@@ -129,7 +131,9 @@ def parse_sd_models(doc: Any, reply: Reply, *, task: Optional[str], tasks: tuple
     for entry in doc:
         name = entry.get("model_name") or entry.get("title") if isinstance(entry, dict) else None
         if not isinstance(name, str) or not name:
-            raise response_error(f"{what}: a checkpoint has no 'model_name' or 'title': {str(entry)[:100]!r}.", reply)
+            raise response_error(
+                f"{what}: a checkpoint has no 'model_name' or 'title': {str(entry)[:100]!r}.", reply
+            )
         if task is not None and task not in tasks:
             continue
         out.append(ProviderModelInfo(id=name, object="model", capabilities=tasks, raw=dict(entry)))

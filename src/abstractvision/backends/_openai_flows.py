@@ -255,7 +255,9 @@ def _images_once(
     if isinstance(request, ImageEditRequest):
         prepared = sdapi.img2img(request, target) if sdapi_routes else payloads.image_edit(request, target)
     else:
-        prepared = sdapi.txt2img(request, target) if sdapi_routes else payloads.image_generation(request, target)
+        prepared = (
+            sdapi.txt2img(request, target) if sdapi_routes else payloads.image_generation(request, target)
+        )
     _emit(request, task, "in_progress", message="waiting for the provider", raw={"n": prepared.n})
     started = time.monotonic()
     reply = yield from _post(ctx, path, prepared, deadline=deadline, what=what, cancel=request.cancel)
@@ -376,7 +378,9 @@ def _sync_video(
     meta = _metadata(
         ctx,
         index=0,
-        report=({"seed": item.seed}, "the response's 'seed'") if item is not None and item.seed is not None else ({}, None),
+        report=({"seed": item.seed}, "the response's 'seed'")
+        if item is not None and item.seed is not None
+        else ({}, None),
         model=model,
         reply=reply,
         timings=timings,
@@ -464,7 +468,9 @@ def models(ctx: Context, task: Optional[str]) -> Flow[list[ProviderModelInfo]]:
     )
     doc = parse_json(reply, what=what, secrets=ctx.wire.secrets)
     if ctx.profile.catalog == "sdapi":
-        return catalog.parse_sd_models(doc, reply, task=task, tasks=ctx.profile.catalog_tasks or (), what=what)
+        return catalog.parse_sd_models(
+            doc, reply, task=task, tasks=ctx.profile.catalog_tasks or (), what=what
+        )
     return catalog.parse_models(
         doc,
         reply,

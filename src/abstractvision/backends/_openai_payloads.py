@@ -264,7 +264,15 @@ def diffusion_params(
     if seeds and seeds[0] is not None:
         given["seed"] = seeds[0]
     if profile.refuse_unsendable:
-        _reject_diffusion(request, tuple(k for k in (*names, "seed") if k not in profile.params and not (sized and k in ("width", "height"))), target)
+        _reject_diffusion(
+            request,
+            tuple(
+                k
+                for k in (*names, "seed")
+                if k not in profile.params and not (sized and k in ("width", "height"))
+            ),
+            target,
+        )
     remote: dict[str, Any] = {}
     sent: dict[str, Any] = {}
     ignored: dict[str, str] = {}
@@ -362,7 +370,9 @@ def _file_part(name: str, data: bytes, stem: str) -> tuple[str, str, bytes, str]
 def check_edit_inputs(request: ImageEditRequest, target: Target) -> None:
     if request.reference_images and not (target.rules.multi_image and target.profile.multi_image):
         who = f"model {target.model}" if target.rules.known else target.profile.label
-        raise InvalidRequestError(f"{who} edits a single image; remove reference_images.", param="reference_images")
+        raise InvalidRequestError(
+            f"{who} edits a single image; remove reference_images.", param="reference_images"
+        )
     if request.mask is not None and target.rules.known and "mask" not in target.rules.inputs:
         raise InvalidRequestError(f"model {target.model} does not take a mask.", param="mask")
 
@@ -411,7 +421,9 @@ def video(request: VideoRequest, target: Target, *, image: Optional[bytes], as_j
     names = ("negative_prompt", "num_frames", "fps", "steps", "guidance_scale", "width", "height")
     sent: dict[str, Any] = {}
     if target.diffusion:
-        body.update({name: getattr(request, name) for name in names if getattr(request, name, None) is not None})
+        body.update(
+            {name: getattr(request, name) for name in names if getattr(request, name, None) is not None}
+        )
         if request.seed is not None:
             body["seed"] = sent["seed"] = request.seed
         body.update(passthrough)

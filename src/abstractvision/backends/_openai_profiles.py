@@ -196,7 +196,9 @@ def check_profile_name(value: Any) -> Optional[str]:
     return name
 
 
-def initial_profile(name: Optional[str], *, send_diffusion_params: Optional[bool], targets_openai: bool) -> str:
+def initial_profile(
+    name: Optional[str], *, send_diffusion_params: Optional[bool], targets_openai: bool
+) -> str:
     """The configured profile (``auto`` stays ``auto`` until :func:`detect` runs).
 
     Without a ``profile``, ``send_diffusion_params`` (the older switch) decides:

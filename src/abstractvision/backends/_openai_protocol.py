@@ -323,7 +323,9 @@ def provider_message(body: Any) -> str:
     text = str(body).strip()
     if text.startswith("<"):  # an HTML error page from a proxy or a web framework
         title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
-        stripped = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"(?is)<(script|style|head)\b.*?</\1>", " ", text))).strip()
+        stripped = re.sub(
+            r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"(?is)<(script|style|head)\b.*?</\1>", " ", text))
+        ).strip()
         text = stripped or (title.group(1).strip() if title else text)
     return text[:300] if text else "(empty body)"
 

@@ -93,7 +93,9 @@ def img2img(request: ImageEditRequest, target: Target) -> Prepared:
     return prepared
 
 
-def media_items(doc: Any, reply: Reply, *, n: int, what: str) -> tuple[list[MediaItem], Optional[dict[str, Any]]]:
+def media_items(
+    doc: Any, reply: Reply, *, n: int, what: str
+) -> tuple[list[MediaItem], Optional[dict[str, Any]]]:
     """The first ``n`` images and the parsed ``info`` object (``None`` when empty or not JSON)."""
     images = doc.get("images") if isinstance(doc, dict) else None
     if not isinstance(images, list) or not images:
@@ -193,7 +195,7 @@ def _differs(name: str, asked: Any, reported: Any) -> bool:
 
 def not_applied(sent: dict[str, Any], report: dict[str, Any], source: Optional[str]) -> dict[str, str]:
     """Parameters sent whose value the engine reports otherwise -> why (``ignored_parameters``)."""
-    out = {}
+    out: dict[str, str] = {}
     for name in ("seed", "steps", "guidance_scale", "negative_prompt"):
         if name in sent and name in report and _differs(name, sent[name], report[name]):
             out[name] = (

@@ -167,13 +167,17 @@ class OpenAICompatibleVisionBackend(VisionBackend):
         ctx = self._ctx
         profile = ctx.profile or profiles.GENERIC  # auto, undetected: the flows check again
         rules = {
-            t: payloads.model_rules(ctx.registry(), ctx.video_model if t in _VIDEO_TASKS else ctx.image_model, t)
+            t: payloads.model_rules(
+                ctx.registry(), ctx.video_model if t in _VIDEO_TASKS else ctx.image_model, t
+            )
             for t in (*_IMAGE_TASKS, *_VIDEO_TASKS)
         }
         tasks = [t for t, r in rules.items() if r.task_supported is not False]
         hints = {}
         if not profile.video:
-            hints = {t: f"{profile.label} (profile {profile.name!r}) has no video route." for t in _VIDEO_TASKS}
+            hints = {
+                t: f"{profile.label} (profile {profile.name!r}) has no video route." for t in _VIDEO_TASKS
+            }
             tasks = [t for t in tasks if t not in _VIDEO_TASKS]
         edit = rules["image_to_image"]
         target = payloads.Target(rules=rules["text_to_image"], profile=profile)

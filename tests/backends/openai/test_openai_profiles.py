@@ -60,7 +60,12 @@ def test_sdcpp_sends_parameters_in_the_extra_args_block(runner, make_backend, se
         guidance_scale=2.5,
         seed=7,
         negative_prompt="blurry",
-        extra={"sample_params": {"sample_method": "euler"}, "clip_skip": 2, "quality": "high", "sampler": "x"},
+        extra={
+            "sample_params": {"sample_method": "euler"},
+            "clip_skip": 2,
+            "quality": "high",
+            "sampler": "x",
+        },
     )
     [call] = server.calls("POST", "/images/generations")
     body = call.json()
@@ -228,7 +233,7 @@ def test_openai_profile_reports_planned_seeds_as_not_sent(runner, make_backend, 
 def test_generic_lists_what_the_engine_reports_it_did_not_apply(runner, make_backend, server):
     """A server that ignores top-level fields but writes A1111 infotext into its PNGs (sd-server
     does): the generic profile notices and lists those parameters as ignored."""
-    text = "x\nSteps: 20, CFG scale: 7.000000, Seed: 42, Size: 8x8, Model: m, SDCPP: {\"a\": 1, \"b\": 2}"
+    text = 'x\nSteps: 20, CFG scale: 7.000000, Seed: 42, Size: 8x8, Model: m, SDCPP: {"a": 1, "b": 2}'
     png = _media.embed_png_text(png_bytes(), {"parameters": text})
     server.script(
         "POST", "/images/generations", Reply(json={"data": [{"b64_json": base64.b64encode(png).decode()}]})
@@ -261,10 +266,22 @@ def test_infotext_parsing():
     ("status", "body", "expected"),
     [
         (400, {"error": "prompt required"}, "HTTP 400: prompt required"),
-        (500, {"error": "server_error", "message": "parse error at line 1"}, "server_error: parse error at line 1"),
-        (422, {"detail": [{"loc": ["body", "steps"], "msg": "not an integer"}]}, "body.steps: not an integer"),
+        (
+            500,
+            {"error": "server_error", "message": "parse error at line 1"},
+            "server_error: parse error at line 1",
+        ),
+        (
+            422,
+            {"detail": [{"loc": ["body", "steps"], "msg": "not an integer"}]},
+            "body.steps: not an integer",
+        ),
         (400, {"detail": "Sampler not found"}, "HTTP 400: Sampler not found"),
-        (500, {"error": "OutOfMemoryError", "detail": "", "errors": "CUDA out of memory"}, "OutOfMemoryError: CUDA out of memory"),
+        (
+            500,
+            {"error": "OutOfMemoryError", "detail": "", "errors": "CUDA out of memory"},
+            "OutOfMemoryError: CUDA out of memory",
+        ),
         (400, {"error": {"message": "Invalid size", "code": "invalid_size"}}, "Invalid size (invalid_size)"),
         (400, "plain words from a proxy", "HTTP 400: plain words from a proxy"),
         (502, "<html><head><title>502</title></head><body><h1>Bad Gateway</h1></body></html>", "Bad Gateway"),
@@ -306,13 +323,15 @@ def test_auto_falls_back_to_generic_for_a_plain_catalog(runner, make_backend, se
 
 def test_auto_fails_loudly_when_nothing_answers(runner, make_backend, server):
     server.script("GET", "/models", Reply(404, json={"detail": "Not Found"}))
-    with pytest.raises(ProviderResponseError, match=r"could not identify.*GET /models: HTTP 404.*Set profile"):
+    with pytest.raises(
+        ProviderResponseError, match=r"could not identify.*GET /models: HTTP 404.*Set profile"
+    ):
         runner.call(make_backend(profile="auto"), "detect_profile")
 
 
 def test_auto_probes_time_out_quickly(runner, make_backend, server):
     server.script("GET", "/models", Reply(json={"data": []}, delay_s=1.0))
-    with pytest.raises(ProviderResponseError, match="no answer within 0.2 s"):
+    with pytest.raises(ProviderResponseError, match=r"no answer within 0\.2 s"):
         runner.call(make_backend(profile="auto", probe_timeout_s=0.2), "detect_profile")
 
 
@@ -344,7 +363,9 @@ def test_profile_setting_is_validated_and_resolved():
         OpenAICompatibleBackendConfig(profile="forge")
     with pytest.raises(InvalidRequestError, match="contradicts profile='sdcpp'"):
         OpenAICompatibleVisionBackend(base_url="http://x/v1", profile="sdcpp", send_diffusion_params=False)
-    assert OpenAICompatibleVisionBackend(base_url="http://x/v1", send_diffusion_params=False).profile == "openai"
+    assert (
+        OpenAICompatibleVisionBackend(base_url="http://x/v1", send_diffusion_params=False).profile == "openai"
+    )
     assert OpenAICompatibleVisionBackend(base_url="http://x/v1", profile="SDCPP").profile == "sdcpp"
     settings = resolve_settings(
         {"base_url": "http://127.0.0.1:1/v1"}, env={"ABSTRACTVISION_OPT_PROFILE": "sdcpp"}, config_path=None
