@@ -36,6 +36,7 @@ from ..types import (
 )
 from . import _openai_catalog as catalog
 from . import _openai_payloads as payloads
+from . import _openai_responses as responses
 from . import _openai_sdapi as sdapi
 from ._openai_profiles import Profile
 from ._openai_protocol import (
@@ -109,15 +110,15 @@ def _emit(request: Any, task: str, phase: str, **fields: Any) -> None:
 
 
 def _materialize(
-    ctx: Context, item: payloads.MediaItem, *, reply: Reply, deadline: Deadline, what: str, cancel: Any
+    ctx: Context, item: responses.MediaItem, *, reply: Reply, deadline: Deadline, what: str, cancel: Any
 ) -> Flow[tuple[bytes, Optional[str], dict[str, float]]]:
     """The bytes of one output: decoded base64, a data URL, or a checked download."""
     if item.b64 is not None:
-        return payloads.decode_b64(item.b64, what=what, reply=reply, max_bytes=ctx.wire.max_bytes), None, {}
+        return responses.decode_b64(item.b64, what=what, reply=reply, max_bytes=ctx.wire.max_bytes), None, {}
     url = item.url or ""
     if url.startswith("data:"):
         declared = url[5:].partition(";")[0] or None
-        return payloads.decode_b64(url, what=what, reply=reply, max_bytes=ctx.wire.max_bytes), declared, {}
+        return responses.decode_b64(url, what=what, reply=reply, max_bytes=ctx.wire.max_bytes), declared, {}
     started = time.monotonic()
     got = yield from fetch_url(
         ctx.wire, url, deadline=deadline, what=f"download of the {what} output", cancel=cancel
@@ -152,7 +153,7 @@ def _metadata(
     prepared: payloads.Prepared,
     source: str,
     report: tuple[dict[str, Any], Optional[str]] = ({}, None),
-    item: Optional[payloads.MediaItem] = None,
+    item: Optional[responses.MediaItem] = None,
     doc: Any = None,
 ) -> dict[str, Any]:
     """Provenance of output ``index``: the seed the engine used where it says so, else the
@@ -267,7 +268,7 @@ def _images_once(
     if sdapi_routes:
         items, info = sdapi.media_items(doc, reply, n=prepared.n, what=what)
     else:
-        items = payloads.media_items(doc, reply, n=prepared.n, what=what)
+        items = responses.media_items(doc, reply, n=prepared.n, what=what)
     fmt = doc.get("output_format") if isinstance(doc, dict) else None
     assets = []
     for i, item in enumerate(items):
@@ -290,7 +291,7 @@ def _images_once(
         )
         declared = declared or (f"image/{fmt}" if isinstance(fmt, str) else None)
         assets.append(
-            payloads.media_asset(
+            responses.media_asset(
                 data, media_type="image", declared_mime=declared, metadata=meta, what=what, reply=reply
             )
         )
@@ -319,7 +320,7 @@ def video(ctx: Context, request: Any, task: str, image: Optional[bytes]) -> Flow
     reply = yield from _post(ctx, path, prepared, deadline=deadline, what=what, cancel=request.cancel)
     if as_json:
         return (yield from _sync_video(ctx, request, reply, prepared, model, deadline, what, started))
-    job = payloads.parse_job(parse_json(reply, what=what, secrets=ctx.wire.secrets), reply, what=what)
+    job = responses.parse_job(parse_json(reply, what=what, secrets=ctx.wire.secrets), reply, what=what)
     job, reply = yield from _wait_for_job(ctx, job, reply, request, task, deadline)
     inference_s = round(time.monotonic() - started, 6)
     _emit(request, task, "downloading", progress=1.0, raw={"id": job.id})
@@ -341,7 +342,7 @@ def video(ctx: Context, request: Any, task: str, image: Optional[bytes]) -> Flow
         "video_id": job.id,
         **{k: job.raw[k] for k in ("seconds", "size", "model") if k in job.raw},
     }
-    return payloads.media_asset(
+    return responses.media_asset(
         got.content,
         media_type="video",
         declared_mime=got.headers.get("content-type"),
@@ -368,7 +369,7 @@ def _sync_video(
     doc = None
     if content_type.startswith("application/json") or reply.content[:1] in (b"{", b"["):
         doc = parse_json(reply, what=what, secrets=ctx.wire.secrets)
-        item = payloads.media_items(doc, reply, n=1, what=what)[0]
+        item = responses.media_items(doc, reply, n=1, what=what)[0]
         data, declared, extra_timings = yield from _materialize(
             ctx, item, reply=reply, deadline=deadline, what=what, cancel=request.cancel
         )
@@ -389,7 +390,7 @@ def _sync_video(
         item=item,
         doc=doc,
     )
-    return payloads.media_asset(
+    return responses.media_asset(
         data, media_type="video", declared_mime=declared, metadata=meta, what=what, reply=reply
     )
 
@@ -399,8 +400,8 @@ def _job_path(ctx: Context, job_id: str) -> str:
 
 
 def _wait_for_job(
-    ctx: Context, job: payloads.Job, reply: Reply, request: Any, task: str, deadline: Deadline
-) -> Flow[tuple[payloads.Job, Reply]]:
+    ctx: Context, job: responses.Job, reply: Reply, request: Any, task: str, deadline: Deadline
+) -> Flow[tuple[responses.Job, Reply]]:
     what = f"GET {ctx.paths.videos}/{{id}}"
     job_path = _job_path(ctx, job.id)
     try:
@@ -431,7 +432,9 @@ def _wait_for_job(
             reply = yield from send(
                 ctx.wire, "GET", job_path, deadline=deadline, what=what, cancel=request.cancel
             )
-            job = payloads.parse_job(parse_json(reply, what=what, secrets=ctx.wire.secrets), reply, what=what)
+            job = responses.parse_job(
+                parse_json(reply, what=what, secrets=ctx.wire.secrets), reply, what=what
+            )
     except GeneratorExit:
         raise
     except BaseException:

@@ -24,7 +24,6 @@ from .._media import read_png_text
 from ..types import ImageEditRequest, ImageGenerationRequest
 from ._openai_payloads import (
     OPENAI_IMAGE_FIELDS,
-    MediaItem,
     Prepared,
     Target,
     _nest,
@@ -38,6 +37,7 @@ from ._openai_payloads import (
     split_extra,
 )
 from ._openai_protocol import Reply, response_error
+from ._openai_responses import MediaItem
 
 TXT2IMG_PATH = "/sdapi/v1/txt2img"
 IMG2IMG_PATH = "/sdapi/v1/img2img"

@@ -8,8 +8,8 @@ import pytest
 from openai_fake_server import Recorded
 
 from abstractvision.backends import _openai_catalog as catalog
-from abstractvision.backends import _openai_payloads as payloads
 from abstractvision.backends import _openai_protocol as protocol
+from abstractvision.backends import _openai_responses as responses
 from abstractvision.errors import (
     ProviderAuthenticationError,
     ProviderBadRequestError,
@@ -125,11 +125,11 @@ def test_download_allow_list():
 
 def test_decode_b64_accepts_data_urls_and_whitespace():
     assert (
-        payloads.decode_b64("data:image/png;base64,aGVs\nbG8=", what="x", reply=None, max_bytes=100)
+        responses.decode_b64("data:image/png;base64,aGVs\nbG8=", what="x", reply=None, max_bytes=100)
         == b"hello"
     )
     with pytest.raises(ProviderResponseError, match="larger than"):
-        payloads.decode_b64("aGVsbG8=" * 100, what="x", reply=None, max_bytes=10)
+        responses.decode_b64("aGVsbG8=" * 100, what="x", reply=None, max_bytes=10)
 
 
 def test_declared_task_aliases():
