@@ -163,9 +163,14 @@ def _metadata(
     sent_seed = prepared.seeds[index] if index < len(prepared.seeds) else None
     reported, where = report
     sent = dict(prepared.sent)
-    if "seed" in sent:
-        sent["seed"] = sent_seed
-    ignored = {**prepared.ignored, **sdapi.not_applied(sent, reported, where)}
+    if sent_seed is None:
+        sent.pop("seed", None)
+    elif "seed" in sent:
+        sent["seed"] = sent_seed  # image i of a batch ran seed + i
+    ignored = {
+        **prepared.ignored,
+        **sdapi.not_applied(sent, reported, where, hint=ctx.profile.name == "generic"),
+    }
     meta: dict[str, Any] = {}
     if isinstance(reported.get("seed"), int):
         meta["seed"], meta["seed_source"] = reported["seed"], "engine"
@@ -200,8 +205,8 @@ def images(ctx: Context, request: ImageRequest, task: str) -> Flow[list[Generate
     servers being ``seed, seed+1, ...``. Seeds that do not follow it (explicit arbitrary
     ``seeds``) cannot be expressed in one request: each image is then requested alone.
     Batches larger than the limit (``max_batch``, the profile's, the model's) are split.
-    A server that answers fewer images than asked keeps them: the rest is asked for again
-    and every output carries a warning naming the ``max_batch`` to set.
+    When a server answers fewer images than asked, those are kept, the rest is asked for
+    again, and every output carries a warning naming the ``max_batch`` to set.
     """
     deadline = ctx.deadline(request, f"{task} request")  # one budget for the whole call
     model = request.extra.get("model") or ctx.image_model
@@ -224,7 +229,7 @@ def images(ctx: Context, request: ImageRequest, task: str) -> Flow[list[Generate
                 f"were asked for again. Set max_batch={len(got)} in the backend config (-O max_batch={len(got)}, "
                 f"ABSTRACTVISION_OPT_MAX_BATCH={len(got)}) to send batches it answers in full."
             )
-            log.warning("%s %s", f"{task}:", warning)
+            log.warning("%s: %s", task, warning)
             warnings.append(warning)
         assets.extend(got)
     for asset in assets:

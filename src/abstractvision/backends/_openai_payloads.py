@@ -275,10 +275,12 @@ def diffusion_params(
     sent: dict[str, Any] = {}
     ignored: dict[str, str] = {}
     for name, value in given.items():
+        if sized and name in ("width", "height") and (profile.dims_as_size or name not in profile.params):
+            continue  # they travel as size="WxH"
         if name in profile.params:
             remote[profile.params[name]] = value
             sent[name] = value
-        elif not (sized and name in ("width", "height")):
+        else:
             ignored[name] = profile.not_sent(name)
     return remote, sent, ignored
 

@@ -93,6 +93,8 @@ class Profile:
             rest are reported in ``ignored_parameters``).
         refuse_unsendable: explicitly given first-class parameters that cannot be sent
             raise :class:`InvalidRequestError` (the OpenAI API) instead of being reported.
+        dims_as_size: ``width`` and ``height`` given together travel only as ``size="WxH"``
+            (``generic`` sends both forms).
         model_field: where the configured model id goes (``None``: nowhere, the server runs
             the model it was started with; it is then reported as not sent).
         max_n: most images one request returns (``None``: unknown).
@@ -112,6 +114,7 @@ class Profile:
     openai_fields: tuple[str, ...] = OPENAI_IMAGE_FIELDS
     extra_keys: Optional[frozenset[str]] = None
     refuse_unsendable: bool = False
+    dims_as_size: bool = False
     model_field: Optional[str] = "model"
     max_n: Optional[int] = None
     mask: str = "dual"
@@ -150,7 +153,10 @@ SDCPP = Profile(
         "guidance_scale": "sample_params.guidance.txt_cfg",
         "seed": "seed",
         "strength": "strength",
-    },  # width/height travel as size="WxH"
+        "width": "width",  # only when one of the two is given
+        "height": "height",
+    },
+    dims_as_size=True,
     carrier="prompt_block",
     openai_fields=("output_format", "output_compression"),
     extra_keys=SDCPP_EXTRA_ARGS,

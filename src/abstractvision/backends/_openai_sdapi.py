@@ -193,14 +193,22 @@ def _differs(name: str, asked: Any, reported: Any) -> bool:
     return bool(asked != reported)
 
 
-def not_applied(sent: dict[str, Any], report: dict[str, Any], source: Optional[str]) -> dict[str, str]:
-    """Parameters sent whose value the engine reports otherwise -> why (``ignored_parameters``)."""
+def not_applied(
+    sent: dict[str, Any], report: dict[str, Any], source: Optional[str], *, hint: bool = False
+) -> dict[str, str]:
+    """Parameters sent whose value the engine reports otherwise -> why (``ignored_parameters``).
+
+    ``hint``: add that another profile may send the parameter where the server reads it
+    (for ``generic``, which sends body fields a server may not read).
+    """
     out: dict[str, str] = {}
     for name in ("seed", "steps", "guidance_scale", "negative_prompt"):
         if name in sent and name in report and _differs(name, sent[name], report[name]):
-            out[name] = (
-                f"sent {name}={sent[name]!r}, but the server ran {report[name]!r} (per {source}): it does not "
-                "read it where this profile sends it; a profile that fits the server (profile='auto' detects "
-                "one) sends it where the server reads it"
-            )
+            why = f"sent {name}={sent[name]!r}, but the server ran {report[name]!r} (per {source})"
+            if hint:
+                why += (
+                    ": it does not read it where this profile sends it; a profile that fits the server "
+                    "(profile='auto' detects one) sends it where the server reads it"
+                )
+            out[name] = why
     return out

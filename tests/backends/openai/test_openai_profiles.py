@@ -97,6 +97,12 @@ def test_sdcpp_edit_sends_strength_and_a_mask_both_conventions_read(runner, make
     assert mask.convert("RGBA").getchannel("A").getpixel((1, 1)) == 0
 
 
+def test_sdcpp_sends_a_lone_width_in_the_block(runner, make_backend, server):
+    runner.manager(make_backend(profile="sdcpp")).generate_image("x", width=96)
+    body = server.calls("POST", "/images/generations")[0].json()
+    assert "size" not in body and _extra_args(body) == {"width": 96}
+
+
 def test_sdcpp_refuses_a_prompt_that_already_holds_a_block(runner, make_backend, server):
     vm = runner.manager(make_backend(profile="sdcpp"))
     with pytest.raises(InvalidRequestError, match="already holds a <sd_cpp_extra_args> block"):
