@@ -182,7 +182,8 @@ def inspect_image(data: bytes, *, name: str) -> ImageInfo:
 
 # --- masks -------------------------------------------------------------------------------
 # The library (like Diffusers and sd.cpp) repaints where a mask is white; the OpenAI edits
-# protocol edits where the mask is transparent (alpha 0). These two convert between them.
+# protocol edits where the mask is transparent (alpha 0). These two convert between them;
+# mask_to_openai's output is white *and* transparent there, so both readings agree.
 
 
 def _has_transparency(img: Any) -> bool:
@@ -192,19 +193,21 @@ def _has_transparency(img: Any) -> bool:
 
 
 def mask_to_openai(data: bytes) -> bytes:
-    """A white = repaint mask as an OpenAI mask (transparent = edit, RGBA PNG).
+    """A mask for the edits protocol, readable by both conventions (RGBA PNG).
 
-    A mask that already has transparent pixels is taken to be in the OpenAI convention and
-    returned unchanged.
+    The area to repaint is white *and* transparent, the rest black and opaque: the OpenAI
+    convention (transparent = edit) and servers that read the mask as greyscale
+    (white = repaint, e.g. stable-diffusion.cpp's sd-server) see the same area. The input is
+    a white = repaint mask, or an OpenAI mask (one with transparent pixels).
     """
-    from PIL import Image
+    from PIL import Image, ImageChops
 
     with Image.open(io.BytesIO(data)) as img:
         if _has_transparency(img):
-            return data
-        luminance = img.convert("L")
-    out = Image.new("RGBA", luminance.size, (0, 0, 0, 255))
-    out.putalpha(luminance.point(lambda v: 0 if v >= 128 else 255))
+            edit = img.convert("RGBA").getchannel("A").point(lambda a: 255 if a < 128 else 0)
+        else:
+            edit = img.convert("L").point(lambda v: 255 if v >= 128 else 0)
+    out = Image.merge("RGBA", (edit, edit, edit, ImageChops.invert(edit)))
     buf = io.BytesIO()
     out.save(buf, format="PNG")
     return buf.getvalue()

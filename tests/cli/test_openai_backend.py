@@ -40,6 +40,23 @@ def test_backend_settings_from_the_environment(cli, openai_server, tmp_path, mon
     assert call.headers["authorization"] == "Bearer sk-from-env"
 
 
+def test_profile_flag_selects_the_server_dialect(cli, openai_server, tmp_path, monkeypatch) -> None:
+    result = cli(
+        "generate", "a cat", *_backend(openai_server), "--profile", "sdcpp", "--seed", "7",
+        "-o", str(tmp_path / "c.png"), "--json", "-q",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    (call,) = openai_server.calls("POST", "/images/generations")
+    assert call.json()["prompt"] == 'a cat<sd_cpp_extra_args>{"seed":7}</sd_cpp_extra_args>'
+    monkeypatch.setenv("ABSTRACTVISION_OPT_PROFILE", "sdcpp")  # the same through the environment
+    again = cli("generate", "a dog", *_backend(openai_server), "--seed", "3", "-o", str(tmp_path / "d.png"), "-q")
+    assert again.code == 0, again.err
+    second = openai_server.calls("POST", "/images/generations")[1].json()["prompt"]
+    assert second == 'a dog<sd_cpp_extra_args>{"seed":3}</sd_cpp_extra_args>'
+    bad = cli("generate", "a cat", *_backend(openai_server), "--profile", "forge", "-q")
+    assert bad.code == 2 and "profile must be one of generic, openai, sdcpp, a1111, auto" in bad.err
+
+
 def test_count_over_http(cli, openai_server, tmp_path) -> None:
     result = cli(
         "generate", "a cat", *_backend(openai_server), "-c", "2", "-o", str(tmp_path), "--json", "-q"

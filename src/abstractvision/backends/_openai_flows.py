@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 from urllib.parse import quote
 
-from ..errors import GenerationCancelledError, GenerationTimeoutError, InvalidRequestError, ProviderError
+from ..errors import (
+    CapabilityNotSupportedError,
+    GenerationCancelledError,
+    GenerationTimeoutError,
+    InvalidRequestError,
+    ProviderError,
+)
 from ..model_capabilities import VisionModelCapabilitiesRegistry
 from ..types import (
     TASKS,
@@ -28,7 +34,11 @@ from ..types import (
     ProgressEvent,
     ProviderModelInfo,
 )
+from . import _openai_catalog as catalog
 from . import _openai_payloads as payloads
+from . import _openai_responses as responses
+from . import _openai_sdapi as sdapi
+from ._openai_profiles import Profile
 from ._openai_protocol import (
     Deadline,
     Flow,
@@ -57,13 +67,17 @@ class Paths:
 
 @dataclass(frozen=True)
 class Context:
-    """Everything a flow needs, resolved once from the backend config."""
+    """Everything a flow needs, resolved once from the backend config.
+
+    ``profile`` is ``None`` while ``profile="auto"`` has not been detected yet; the backend
+    runs :func:`._openai_profiles.detect` first and replaces the context.
+    """
 
     wire: Wire
     paths: Paths
     image_model: Optional[str]
     video_model: Optional[str]
-    diffusion: bool
+    profile: Optional[Profile]
     openai_target: bool
     response_format: Optional[str]
     deadline_s: Optional[float]
@@ -71,10 +85,12 @@ class Context:
     video_mode: str
     cancel_remote_jobs: bool
     registry: Callable[[], Optional[VisionModelCapabilitiesRegistry]]
+    max_batch: int = 10
 
     def target(self, model: Optional[str], task: str) -> payloads.Target:
+        assert self.profile is not None, "the server profile is detected before any operation"
         rules = payloads.model_rules(self.registry(), model, task)
-        return payloads.Target(rules=rules, diffusion=self.diffusion, response_format=self.response_format)
+        return payloads.Target(rules=rules, profile=self.profile, response_format=self.response_format)
 
     def deadline(self, request: Any, what: str) -> Deadline:
         seconds = request.extra.get("deadline_s", self.deadline_s)
@@ -94,15 +110,15 @@ def _emit(request: Any, task: str, phase: str, **fields: Any) -> None:
 
 
 def _materialize(
-    ctx: Context, item: payloads.MediaItem, *, reply: Reply, deadline: Deadline, what: str, cancel: Any
+    ctx: Context, item: responses.MediaItem, *, reply: Reply, deadline: Deadline, what: str, cancel: Any
 ) -> Flow[tuple[bytes, Optional[str], dict[str, float]]]:
     """The bytes of one output: decoded base64, a data URL, or a checked download."""
     if item.b64 is not None:
-        return payloads.decode_b64(item.b64, what=what, reply=reply, max_bytes=ctx.wire.max_bytes), None, {}
+        return responses.decode_b64(item.b64, what=what, reply=reply, max_bytes=ctx.wire.max_bytes), None, {}
     url = item.url or ""
     if url.startswith("data:"):
         declared = url[5:].partition(";")[0] or None
-        return payloads.decode_b64(url, what=what, reply=reply, max_bytes=ctx.wire.max_bytes), declared, {}
+        return responses.decode_b64(url, what=what, reply=reply, max_bytes=ctx.wire.max_bytes), declared, {}
     started = time.monotonic()
     got = yield from fetch_url(
         ctx.wire, url, deadline=deadline, what=f"download of the {what} output", cancel=cancel
@@ -128,20 +144,41 @@ def _post(
 
 
 def _metadata(
+    ctx: Context,
     *,
-    seed: Optional[int],
-    provider_seed: Optional[int],
+    index: int,
     model: Optional[str],
     reply: Reply,
     timings: dict[str, float],
     prepared: payloads.Prepared,
     source: str,
-    item: Optional[payloads.MediaItem] = None,
+    report: tuple[dict[str, Any], Optional[str]] = ({}, None),
+    item: Optional[responses.MediaItem] = None,
     doc: Any = None,
 ) -> dict[str, Any]:
-    meta: dict[str, Any] = {"seed": provider_seed if provider_seed is not None else seed}
-    if meta["seed"] is not None:
-        meta["seed_source"] = "provider" if provider_seed is not None else "requested"
+    """Provenance of output ``index``: the seed the engine used where it says so, else the
+    one sent; ``ignored_parameters`` = what the profile could not send plus what the engine
+    reports it ran otherwise."""
+    assert ctx.profile is not None
+    sent_seed = prepared.seeds[index] if index < len(prepared.seeds) else None
+    reported, where = report
+    sent = dict(prepared.sent)
+    if sent_seed is None:
+        sent.pop("seed", None)
+    elif "seed" in sent:
+        sent["seed"] = sent_seed  # image i of a batch ran seed + i
+    ignored = {
+        **prepared.ignored,
+        **sdapi.not_applied(sent, reported, where, hint=ctx.profile.name == "generic"),
+    }
+    meta: dict[str, Any] = {}
+    if isinstance(reported.get("seed"), int):
+        meta["seed"], meta["seed_source"] = reported["seed"], "engine"
+    elif sent_seed is not None:
+        meta["seed"], meta["seed_source"] = sent_seed, "requested"
+    else:
+        meta["seed"], meta["seed_source"] = None, "unknown"
+    meta["profile"] = ctx.profile.name
     if model:
         meta["model"] = model
     meta["timings"] = timings
@@ -149,8 +186,8 @@ def _metadata(
     meta["output_source"] = source
     if prepared.effective:
         meta["parameters"] = dict(prepared.effective)
-    if prepared.ignored:
-        meta["ignored_parameters"] = list(prepared.ignored)
+    if ignored:
+        meta["ignored_parameters"] = ignored
     if item is not None and item.revised_prompt:
         meta["revised_prompt"] = item.revised_prompt
     if isinstance(doc, dict):
@@ -161,40 +198,82 @@ def _metadata(
 
 
 def images(ctx: Context, request: ImageRequest, task: str) -> Flow[list[GeneratedAsset]]:
-    """``text_to_image`` / ``image_to_image``: one request for ``request.n`` images.
+    """``text_to_image`` / ``image_to_image``: ``request.n`` images in as few requests as the
+    server allows.
 
     A batch is sent as ``n`` with ``seed`` = the first seed, the convention of diffusion
     servers being ``seed, seed+1, ...``. Seeds that do not follow it (explicit arbitrary
     ``seeds``) cannot be expressed in one request: each image is then requested alone.
+    Batches larger than the limit (``max_batch``, the profile's, the model's) are split.
+    When a server answers fewer images than asked, those are kept, the rest is asked for
+    again, and every output carries a warning naming the ``max_batch`` to set.
     """
     deadline = ctx.deadline(request, f"{task} request")  # one budget for the whole call
-    if ctx.diffusion and request.n > 1 and not payloads.consecutive_seeds(request.seeds):
+    model = request.extra.get("model") or ctx.image_model
+    target = ctx.target(model, task)
+    if target.profile.sends_seed and request.n > 1 and not payloads.consecutive_seeds(request.seeds):
         out: list[GeneratedAsset] = []
         for seed in request.seeds or ():
             single = dataclasses.replace(request, n=1, seed=seed, seeds=(seed,))
-            out.extend((yield from _images_once(ctx, single, task, deadline)))
+            out.extend((yield from _images_once(ctx, single, task, deadline, target)))
         return out
-    return (yield from _images_once(ctx, request, task, deadline))
+    limit = target.batch_limit(ctx.max_batch)
+    assets: list[GeneratedAsset] = []
+    warnings: list[str] = []
+    while len(assets) < request.n:
+        part = _part(request, len(assets), min(limit, request.n - len(assets)))
+        got = yield from _images_once(ctx, part, task, deadline, target)
+        if len(got) < part.n:
+            warning = (
+                f"the server answered {len(got)} of the {part.n} images asked for in one request; the rest "
+                f"were asked for again. Set max_batch={len(got)} in the backend config (-O max_batch={len(got)}, "
+                f"ABSTRACTVISION_OPT_MAX_BATCH={len(got)}) to send batches it answers in full."
+            )
+            log.warning("%s: %s", task, warning)
+            warnings.append(warning)
+        assets.extend(got)
+    for asset in assets:
+        if warnings:
+            asset.metadata["warnings"] = list(warnings)
+    return assets
+
+
+def _part(request: ImageRequest, start: int, count: int) -> ImageRequest:
+    """Images ``start .. start+count-1`` of ``request`` (their seeds continue the numbering)."""
+    if start == 0 and count == request.n:
+        return request
+    seeds = tuple(request.seeds[start : start + count]) if request.seeds else None
+    seed = request.seed + start if request.seed is not None and not request.seeds else request.seed
+    return dataclasses.replace(request, n=count, seed=seed, seeds=seeds)
 
 
 def _images_once(
-    ctx: Context, request: ImageRequest, task: str, deadline: Deadline
+    ctx: Context, request: ImageRequest, task: str, deadline: Deadline, target: payloads.Target
 ) -> Flow[list[GeneratedAsset]]:
+    """One request for ``request.n`` images; returns what the server answered (maybe fewer)."""
     edit = isinstance(request, ImageEditRequest)
-    path = ctx.paths.edits if edit else ctx.paths.generations
-    what = f"POST {path}"
-    model = request.extra.get("model") or ctx.image_model
-    target = ctx.target(model, task)
-    if isinstance(request, ImageEditRequest):
-        prepared = payloads.image_edit(request, target)
+    sdapi_routes = target.profile.routes == "sdapi"
+    if sdapi_routes:
+        path = sdapi.IMG2IMG_PATH if edit else sdapi.TXT2IMG_PATH
     else:
-        prepared = payloads.image_generation(request, target)
+        path = ctx.paths.edits if edit else ctx.paths.generations
+    what = f"POST {path}"
+    if isinstance(request, ImageEditRequest):
+        prepared = sdapi.img2img(request, target) if sdapi_routes else payloads.image_edit(request, target)
+    else:
+        prepared = (
+            sdapi.txt2img(request, target) if sdapi_routes else payloads.image_generation(request, target)
+        )
     _emit(request, task, "in_progress", message="waiting for the provider", raw={"n": prepared.n})
     started = time.monotonic()
     reply = yield from _post(ctx, path, prepared, deadline=deadline, what=what, cancel=request.cancel)
     inference_s = round(time.monotonic() - started, 6)
     doc = parse_json(reply, what=what, secrets=ctx.wire.secrets)
-    items = payloads.media_items(doc, reply, n=prepared.n, what=what)
+    info = None
+    if sdapi_routes:
+        items, info = sdapi.media_items(doc, reply, n=prepared.n, what=what)
+    else:
+        items = responses.media_items(doc, reply, n=prepared.n, what=what)
     fmt = doc.get("output_format") if isinstance(doc, dict) else None
     assets = []
     for i, item in enumerate(items):
@@ -204,19 +283,20 @@ def _images_once(
             ctx, item, reply=reply, deadline=deadline, what=what, cancel=request.cancel
         )
         meta = _metadata(
-            seed=prepared.seeds[i] if i < len(prepared.seeds) else None,
-            provider_seed=item.seed,
-            model=model,
+            ctx,
+            index=i,
+            model=target.model,
             reply=reply,
             timings={"inference_s": inference_s, **extra_timings},
             prepared=prepared,
             source="b64_json" if item.b64 is not None else "url",
+            report=sdapi.engine_report(data, item_seed=item.seed, info=info, index=i),
             item=item,
             doc=doc,
         )
         declared = declared or (f"image/{fmt}" if isinstance(fmt, str) else None)
         assets.append(
-            payloads.media_asset(
+            responses.media_asset(
                 data, media_type="image", declared_mime=declared, metadata=meta, what=what, reply=reply
             )
         )
@@ -227,6 +307,12 @@ def video(ctx: Context, request: Any, task: str, image: Optional[bytes]) -> Flow
     """``text_to_video`` / ``image_to_video`` through the job protocol or the sync endpoint."""
     model = request.extra.get("model") or ctx.video_model
     target = ctx.target(model, task)
+    if not target.profile.video:
+        raise CapabilityNotSupportedError(
+            f"{target.profile.label} has no video route (profile {target.profile.name!r}); "
+            "use a server with the OpenAI video protocol (profile 'generic' or 'openai').",
+            task=task,
+        )
     as_json = ctx.video_mode == "sync"
     prepared = payloads.video(request, target, image=image, as_json=as_json)
     deadline = ctx.deadline(request, f"{task} job")
@@ -239,7 +325,7 @@ def video(ctx: Context, request: Any, task: str, image: Optional[bytes]) -> Flow
     reply = yield from _post(ctx, path, prepared, deadline=deadline, what=what, cancel=request.cancel)
     if as_json:
         return (yield from _sync_video(ctx, request, reply, prepared, model, deadline, what, started))
-    job = payloads.parse_job(parse_json(reply, what=what, secrets=ctx.wire.secrets), reply, what=what)
+    job = responses.parse_job(parse_json(reply, what=what, secrets=ctx.wire.secrets), reply, what=what)
     job, reply = yield from _wait_for_job(ctx, job, reply, request, task, deadline)
     inference_s = round(time.monotonic() - started, 6)
     _emit(request, task, "downloading", progress=1.0, raw={"id": job.id})
@@ -249,8 +335,8 @@ def video(ctx: Context, request: Any, task: str, image: Optional[bytes]) -> Flow
     got = yield from send(ctx.wire, "GET", content_path, deadline=deadline, what=what, cancel=request.cancel)
     timings = {"inference_s": inference_s, "download_s": round(time.monotonic() - t_download, 6)}
     meta = _metadata(
-        seed=prepared.seeds[0],
-        provider_seed=None,
+        ctx,
+        index=0,
         model=model,
         reply=got,
         timings=timings,
@@ -261,7 +347,7 @@ def video(ctx: Context, request: Any, task: str, image: Optional[bytes]) -> Flow
         "video_id": job.id,
         **{k: job.raw[k] for k in ("seconds", "size", "model") if k in job.raw},
     }
-    return payloads.media_asset(
+    return responses.media_asset(
         got.content,
         media_type="video",
         declared_mime=got.headers.get("content-type"),
@@ -288,7 +374,7 @@ def _sync_video(
     doc = None
     if content_type.startswith("application/json") or reply.content[:1] in (b"{", b"["):
         doc = parse_json(reply, what=what, secrets=ctx.wire.secrets)
-        item = payloads.media_items(doc, reply, n=1, what=what)[0]
+        item = responses.media_items(doc, reply, n=1, what=what)[0]
         data, declared, extra_timings = yield from _materialize(
             ctx, item, reply=reply, deadline=deadline, what=what, cancel=request.cancel
         )
@@ -296,8 +382,11 @@ def _sync_video(
     else:
         data, declared = reply.content, content_type
     meta = _metadata(
-        seed=prepared.seeds[0],
-        provider_seed=item.seed if item is not None else None,
+        ctx,
+        index=0,
+        report=({"seed": item.seed}, "the response's 'seed'")
+        if item is not None and item.seed is not None
+        else ({}, None),
         model=model,
         reply=reply,
         timings=timings,
@@ -306,7 +395,7 @@ def _sync_video(
         item=item,
         doc=doc,
     )
-    return payloads.media_asset(
+    return responses.media_asset(
         data, media_type="video", declared_mime=declared, metadata=meta, what=what, reply=reply
     )
 
@@ -316,8 +405,8 @@ def _job_path(ctx: Context, job_id: str) -> str:
 
 
 def _wait_for_job(
-    ctx: Context, job: payloads.Job, reply: Reply, request: Any, task: str, deadline: Deadline
-) -> Flow[tuple[payloads.Job, Reply]]:
+    ctx: Context, job: responses.Job, reply: Reply, request: Any, task: str, deadline: Deadline
+) -> Flow[tuple[responses.Job, Reply]]:
     what = f"GET {ctx.paths.videos}/{{id}}"
     job_path = _job_path(ctx, job.id)
     try:
@@ -348,7 +437,9 @@ def _wait_for_job(
             reply = yield from send(
                 ctx.wire, "GET", job_path, deadline=deadline, what=what, cancel=request.cancel
             )
-            job = payloads.parse_job(parse_json(reply, what=what, secrets=ctx.wire.secrets), reply, what=what)
+            job = responses.parse_job(
+                parse_json(reply, what=what, secrets=ctx.wire.secrets), reply, what=what
+            )
     except GeneratorExit:
         raise
     except BaseException:
@@ -374,14 +465,26 @@ def _cancel_job(ctx: Context, job_path: str) -> Flow[None]:
 
 
 def models(ctx: Context, task: Optional[str]) -> Flow[list[ProviderModelInfo]]:
-    """``GET /models`` parsed into :class:`ProviderModelInfo` entries."""
+    """The catalog: ``GET /models`` (A1111: ``GET /sdapi/v1/sd-models``) as :class:`ProviderModelInfo`."""
     if task is not None and task not in TASKS:
         raise InvalidRequestError(f"Unknown task {task!r}. Known tasks: {', '.join(TASKS)}.", param="task")
-    what = f"GET {ctx.paths.models}"
+    assert ctx.profile is not None
+    path = sdapi.SD_MODELS_PATH if ctx.profile.catalog == "sdapi" else ctx.paths.models
+    what = f"GET {path}"
     reply = yield from send(
-        ctx.wire, "GET", ctx.paths.models, deadline=Deadline(ctx.deadline_s, what="model listing"), what=what
+        ctx.wire, "GET", path, deadline=Deadline(ctx.deadline_s, what="model listing"), what=what
     )
     doc = parse_json(reply, what=what, secrets=ctx.wire.secrets)
-    return payloads.parse_models(
-        doc, reply, task=task, registry=ctx.registry(), openai_target=ctx.openai_target, what=what
+    if ctx.profile.catalog == "sdapi":
+        return catalog.parse_sd_models(
+            doc, reply, task=task, tasks=ctx.profile.catalog_tasks or (), what=what
+        )
+    return catalog.parse_models(
+        doc,
+        reply,
+        task=task,
+        registry=ctx.registry(),
+        openai_target=ctx.openai_target,
+        what=what,
+        default_tasks=ctx.profile.catalog_tasks,
     )

@@ -1,53 +1,43 @@
 """Request bodies and response parsing for the OpenAI-compatible backend (no I/O).
 
-What is sent depends on the target. Against the OpenAI API (``api.openai.com``, or
-``send_diffusion_params=False``) only OpenAI fields go out: ``width``/``height`` become
-``size="WxH"``, checked against the model's sizes in the capability registry, and
-diffusion parameters (``negative_prompt``, ``steps``, ``seed``...) are refused loudly
-instead of being dropped. Against other servers the diffusion fields and every ``extra``
-key are sent as well.
+What is sent is decided by the server profile (:mod:`._openai_profiles`): which of our
+first-class parameters the remote takes and under which names, whether they travel as
+body fields or inside sd-server's ``<sd_cpp_extra_args>`` prompt block, which ``extra``
+keys it reads. Against the OpenAI API (profile ``openai``) only OpenAI fields go out:
+``width``/``height`` become ``size="WxH"``, checked against the model's sizes in the
+capability registry, and diffusion parameters given explicitly (``negative_prompt``,
+``steps``, ``seed``...) are refused loudly instead of being dropped. Anything a profile
+cannot send is listed in :attr:`Prepared.ignored` with the reason.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from .._fileio import extension_for_mime
-from .._media import mask_to_openai, sniff_mime
+from .._media import mask_from_openai, mask_to_openai, sniff_mime
 from ..errors import InvalidRequestError
 from ..model_capabilities import ParamSpec, VisionModelCapabilitiesRegistry
 from ..types import (
-    TASKS,
-    GeneratedAsset,
     ImageEditRequest,
     ImageGenerationRequest,
     ImageToVideoRequest,
-    ProviderModelInfo,
     VideoGenerationRequest,
 )
-from ._openai_protocol import Reply, encode_multipart, response_error
+from ._openai_profiles import GENERIC, OPENAI_IMAGE_FIELDS, Profile
+from ._openai_protocol import encode_multipart
 
-#: OpenAI Images API fields taken from ``request.extra`` (always sent when given).
-OPENAI_IMAGE_FIELDS = (
-    "quality",
-    "background",
-    "output_format",
-    "output_compression",
-    "user",
-    "response_format",
-    "moderation",
-    "style",
-    "input_fidelity",
-)
+__all__ = ["OPENAI_IMAGE_FIELDS"]  # re-exported: the list of OpenAI image fields lives with the profiles
+
 OPENAI_VIDEO_FIELDS = ("user",)
 #: ``extra`` keys the backend itself consumes.
 CONSUMED_EXTRA = ("model", "size", "seconds", "deadline_s")
 _UNSUPPORTED_EXTRA = ("stream", "partial_images")
+EXTRA_ARGS_TAG = "sd_cpp_extra_args"
 
 VideoRequest = Union[VideoGenerationRequest, ImageToVideoRequest]
 
@@ -105,27 +95,42 @@ def model_rules(
 
 @dataclass(frozen=True)
 class Target:
-    """Who we are talking to for one call."""
+    """Who we are talking to for one call: the model's rules and the server profile."""
 
     rules: ModelRules
-    diffusion: bool
+    profile: Profile = GENERIC
     response_format: Optional[str] = None
 
     @property
     def model(self) -> Optional[str]:
         return self.rules.model
 
+    @property
+    def diffusion(self) -> bool:
+        """The remote takes diffusion parameters (``seed``, ``steps``...) in some form."""
+        return bool(self.profile.params)
+
+    def batch_limit(self, max_batch: int) -> int:
+        """Most images one request may ask for: the config, the profile and the model."""
+        return min(x for x in (max_batch, self.profile.max_n, self.rules.max_n) if x is not None)
+
 
 @dataclass
 class Prepared:
-    """An encoded request body plus what the results should report."""
+    """An encoded request body plus what the results should report.
+
+    ``seeds`` are the seeds sent (``None`` where none was); ``sent`` the first-class
+    parameters sent, by our names (checked against what the engine reports back);
+    ``ignored`` maps each parameter that was not sent to the reason.
+    """
 
     content: bytes
     content_type: str
     n: int
     seeds: tuple[Optional[int], ...]
-    ignored: list[str] = field(default_factory=list)
+    ignored: dict[str, str] = field(default_factory=dict)
     effective: dict[str, Any] = field(default_factory=dict)
+    sent: dict[str, Any] = field(default_factory=dict)
 
 
 # -- building -----------------------------------------------------------------------------
@@ -156,7 +161,17 @@ def resolve_size(request: Any, extra_size: Any, target: Target) -> Optional[str]
     return size
 
 
-def _check_common(request: Any, target: Target, n: int) -> None:
+def parse_size(size: Optional[str]) -> Optional[tuple[int, int]]:
+    """``"640x480"`` -> ``(640, 480)``; raises for anything else."""
+    if size is None:
+        return None
+    w, sep, h = size.lower().partition("x")
+    if not sep or not w.strip().isdigit() or not h.strip().isdigit():
+        raise InvalidRequestError(f"size must be 'WIDTHxHEIGHT', got {size!r}.", param="size")
+    return int(w), int(h)
+
+
+def check_common(request: Any, target: Target, n: int) -> None:
     if getattr(request, "lora_adapters", ()):
         raise InvalidRequestError(
             "lora_adapters are not supported by the OpenAI-compatible backend; pass server-specific keys in extra.",
@@ -180,45 +195,108 @@ def _reject_diffusion(request: Any, names: tuple[str, ...], target: Target) -> N
         who = f"model {target.model}" if target.model else "this provider"
         raise InvalidRequestError(
             f"{', '.join(given)}: not supported by the OpenAI API ({who}). Remove "
-            f"{'it' if len(given) == 1 else 'them'}, or set send_diffusion_params=True for a server that accepts "
-            "diffusion parameters.",
+            f"{'it' if len(given) == 1 else 'them'}, or set profile='generic' (or another profile that fits "
+            "the server) for a server that accepts diffusion parameters.",
             param=given[0],
         )
 
 
-def _split_extra(
+def split_extra(
     extra: dict[str, Any], target: Target, allowed: tuple[str, ...]
-) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """(OpenAI fields, keys passed through, keys ignored) from a copy of ``extra``."""
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """(OpenAI fields to send, other keys to send, keys not sent -> why) from a copy of ``extra``."""
+    profile = target.profile
+    for key in CONSUMED_EXTRA:
+        extra.pop(key, None)
     fields = {k: extra.pop(k) for k in allowed if extra.get(k) is not None}
     for key, value in fields.items():
         spec = target.rules.params.get(key)
         why = spec.violation(value) if spec is not None else None
         if why:
             raise InvalidRequestError(f"{why} for model {target.model}.", param=key)
-    for key in CONSUMED_EXTRA:
-        extra.pop(key, None)
-    if target.diffusion:
-        return fields, extra, []
-    return fields, {}, sorted(extra)
+    ignored = {k: profile.not_sent(k) for k in fields if k not in profile.openai_fields}
+    fields = {k: v for k, v in fields.items() if k in profile.openai_fields}
+    if profile.extra_keys is None:
+        return fields, extra, ignored
+    ignored.update({k: profile.not_sent(k) for k in extra if k not in profile.extra_keys})
+    return fields, {k: v for k, v in extra.items() if k in profile.extra_keys}, ignored
 
 
-def _seeds(request: Any, n: int) -> tuple[Optional[int], ...]:
+def seeds_of(request: Any, n: int) -> tuple[Optional[int], ...]:
     if request.seeds:
         return tuple(request.seeds)
     return (request.seed,) + (None,) * (n - 1)  # one explicit seed: the server numbers the rest
 
 
-def _diffusion(request: Any, names: tuple[str, ...], seeds: tuple[Optional[int], ...]) -> dict[str, Any]:
-    out = {name: getattr(request, name) for name in names if getattr(request, name, None) is not None}
-    if seeds and seeds[0] is not None:
-        out["seed"] = seeds[0]  # servers number a batch seed, seed+1, ... (see consecutive_seeds)
-    return out
-
-
 def consecutive_seeds(seeds: Optional[tuple[int, ...]]) -> bool:
     """``True`` when one request with ``seed=seeds[0]`` and ``n`` reproduces ``seeds``."""
     return not seeds or all(s == seeds[0] + i for i, s in enumerate(seeds))
+
+
+def _nest(flat: Mapping[str, Any], into: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """``{"a.b": 1}`` -> ``{"a": {"b": 1}}``, merged into (a deep copy of) ``into``."""
+    out = json.loads(json.dumps(into)) if into else {}
+    for dotted, value in flat.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = node[key] = {}
+            node = child
+        node[leaf] = value
+    return out
+
+
+def diffusion_params(
+    request: Any, names: tuple[str, ...], seeds: tuple[Optional[int], ...], target: Target, *, sized: bool
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """(remote name -> value to send, our name -> value sent, not sent -> why).
+
+    ``names`` are the first-class parameters of the task; the first seed travels as
+    ``seed`` (servers number a batch ``seed, seed+1, ...``: see :func:`consecutive_seeds`).
+    ``sized``: ``width``/``height`` already travel as ``size``.
+    """
+    profile = target.profile
+    given = {name: getattr(request, name) for name in names if getattr(request, name, None) is not None}
+    if seeds and seeds[0] is not None:
+        given["seed"] = seeds[0]
+    if profile.refuse_unsendable:
+        _reject_diffusion(
+            request,
+            tuple(
+                k
+                for k in (*names, "seed")
+                if k not in profile.params and not (sized and k in ("width", "height"))
+            ),
+            target,
+        )
+    remote: dict[str, Any] = {}
+    sent: dict[str, Any] = {}
+    ignored: dict[str, str] = {}
+    for name, value in given.items():
+        if sized and name in ("width", "height") and (profile.dims_as_size or name not in profile.params):
+            continue  # they travel as size="WxH"
+        if name in profile.params:
+            remote[profile.params[name]] = value
+            sent[name] = value
+        else:
+            ignored[name] = profile.not_sent(name)
+    return remote, sent, ignored
+
+
+def _extra_args_block(prompt: str, args: Mapping[str, Any]) -> str:
+    """``prompt`` with sd-server's ``<sd_cpp_extra_args>{json}</sd_cpp_extra_args>`` appended."""
+    if f"<{EXTRA_ARGS_TAG}>" in prompt:
+        raise InvalidRequestError(
+            f"the prompt already holds a <{EXTRA_ARGS_TAG}> block; with profile='sdcpp' pass those settings "
+            "as parameters (seed=, steps=...) or extra={...} instead.",
+            param="prompt",
+        )
+    if not args:
+        return prompt
+    # one line: sd-server's regex does not match across newlines (json.dumps escapes them)
+    return f"{prompt}<{EXTRA_ARGS_TAG}>{json.dumps(args, separators=(',', ':'))}</{EXTRA_ARGS_TAG}>"
 
 
 def _form_value(value: Any) -> str:
@@ -230,38 +308,54 @@ def _form_value(value: Any) -> str:
 
 
 def _image_body(
-    request: Union[ImageGenerationRequest, ImageEditRequest], target: Target, diffusion_names: tuple[str, ...]
+    request: Union[ImageGenerationRequest, ImageEditRequest], target: Target, names: tuple[str, ...]
 ) -> tuple[dict[str, Any], Prepared]:
+    """The fields of an OpenAI-route image request, shaped by the profile."""
+    profile = target.profile
     extra = dict(request.extra)
     n = request.n
-    _check_common(request, target, n)
+    check_common(request, target, n)
     size = resolve_size(request, extra.get("size"), target)
-    seeds = _seeds(request, n)
+    seeds = seeds_of(request, n)
     body: dict[str, Any] = {"prompt": request.prompt, "n": n}
+    ignored: dict[str, str] = {}
     if target.model:
-        body["model"] = target.model
+        if profile.model_field:
+            body[profile.model_field] = target.model
+        else:
+            ignored["model"] = profile.not_sent("model")
     if size:
         body["size"] = size
-    fields, passthrough, ignored = _split_extra(extra, target, OPENAI_IMAGE_FIELDS)
+    fields, passthrough, extra_ignored = split_extra(extra, target, OPENAI_IMAGE_FIELDS)
     body.update(fields)
-    if "response_format" not in body and target.response_format and not target.rules.b64_only:
+    if (
+        "response_format" not in body
+        and "response_format" in profile.openai_fields
+        and target.response_format
+        and not target.rules.b64_only
+    ):
         body["response_format"] = target.response_format
-    if target.diffusion:
-        body.update(_diffusion(request, diffusion_names, seeds))
-        body.update(passthrough)
+    remote, sent, not_sent = diffusion_params(request, names, seeds, target, sized=size is not None)
+    if profile.carrier == "prompt_block":
+        body["prompt"] = _extra_args_block(request.prompt, _nest(remote, passthrough))
     else:
-        sized = ("width", "height")  # these became `size`
-        _reject_diffusion(request, (*(k for k in diffusion_names if k not in sized), "seed"), target)
+        body.update(passthrough)
+        body.update(_nest(remote))
+    if "seed" not in sent:
         seeds = (None,) * n
+    ignored.update(not_sent)
+    ignored.update(extra_ignored)
     effective = {"size": size} if size else {}
-    return body, Prepared(b"", "", n, seeds, ignored, effective)
+    return body, Prepared(b"", "", n, seeds, ignored, effective, sent)
+
+
+_GENERATION_PARAMS = ("negative_prompt", "steps", "guidance_scale", "width", "height")
+_EDIT_PARAMS = ("negative_prompt", "steps", "guidance_scale", "strength", "width", "height")
 
 
 def image_generation(request: ImageGenerationRequest, target: Target) -> Prepared:
     """JSON body of ``POST /images/generations``."""
-    body, prepared = _image_body(
-        request, target, ("negative_prompt", "steps", "guidance_scale", "width", "height")
-    )
+    body, prepared = _image_body(request, target, _GENERATION_PARAMS)
     prepared.content = json.dumps(body).encode()
     prepared.content_type = "application/json"
     return prepared
@@ -273,22 +367,30 @@ def _file_part(name: str, data: bytes, stem: str) -> tuple[str, str, bytes, str]
     return name, f"{stem}{extension_for_mime(mime)}", data, mime
 
 
-def image_edit(request: ImageEditRequest, target: Target) -> Prepared:
-    """Multipart body of ``POST /images/edits`` (``image`` or ``image[]``, ``mask``)."""
-    images = [request.image, *request.reference_images]
-    if len(images) > 1 and not target.rules.multi_image:
+def check_edit_inputs(request: ImageEditRequest, target: Target) -> None:
+    if request.reference_images and not (target.rules.multi_image and target.profile.multi_image):
+        who = f"model {target.model}" if target.rules.known else target.profile.label
         raise InvalidRequestError(
-            f"model {target.model} edits a single image; remove reference_images.", param="reference_images"
+            f"{who} edits a single image; remove reference_images.", param="reference_images"
         )
     if request.mask is not None and target.rules.known and "mask" not in target.rules.inputs:
         raise InvalidRequestError(f"model {target.model} does not take a mask.", param="mask")
-    body, prepared = _image_body(
-        request, target, ("negative_prompt", "steps", "guidance_scale", "strength", "width", "height")
-    )
+
+
+def mask_for(profile: Profile, mask: bytes) -> bytes:
+    """The mask in the profile's convention (the library's is white = repaint)."""
+    return mask_to_openai(mask) if profile.mask == "dual" else mask_from_openai(mask)
+
+
+def image_edit(request: ImageEditRequest, target: Target) -> Prepared:
+    """Multipart body of ``POST /images/edits`` (``image`` or ``image[]``, ``mask``)."""
+    check_edit_inputs(request, target)
+    images = [request.image, *request.reference_images]
+    body, prepared = _image_body(request, target, _EDIT_PARAMS)
     key = "image[]" if len(images) > 1 else "image"
     files = [_file_part(key, data, f"image_{i}") for i, data in enumerate(images)]
     if request.mask is not None:
-        files.append(_file_part("mask", mask_to_openai(request.mask), "mask"))
+        files.append(_file_part("mask", mask_for(target.profile, request.mask), "mask"))
     fields = [(k, _form_value(v)) for k, v in body.items()]
     prepared.content_type, prepared.content = encode_multipart(fields, files)
     return prepared
@@ -297,7 +399,7 @@ def image_edit(request: ImageEditRequest, target: Target) -> Prepared:
 def video(request: VideoRequest, target: Target, *, image: Optional[bytes], as_json: bool) -> Prepared:
     """``POST /videos`` (multipart, ``input_reference``) or the synchronous JSON variant."""
     extra = dict(request.extra)
-    _check_common(request, target, 1)
+    check_common(request, target, 1)
     size = resolve_size(request, extra.get("size"), target)
     body: dict[str, Any] = {}
     if request.prompt is not None:
@@ -313,17 +415,22 @@ def video(request: VideoRequest, target: Target, *, image: Optional[bytes], as_j
         if why:
             raise InvalidRequestError(f"{why} for model {target.model}.", param="seconds")
         body["seconds"] = str(seconds)
-    fields, passthrough, ignored = _split_extra(extra, target, OPENAI_VIDEO_FIELDS)
+    fields, passthrough, ignored = split_extra(extra, target, OPENAI_VIDEO_FIELDS)
     body.update(fields)
     seeds: tuple[Optional[int], ...] = (request.seed,)
     names = ("negative_prompt", "num_frames", "fps", "steps", "guidance_scale", "width", "height")
+    sent: dict[str, Any] = {}
     if target.diffusion:
-        body.update(_diffusion(request, names, seeds))
+        body.update(
+            {name: getattr(request, name) for name in names if getattr(request, name, None) is not None}
+        )
+        if request.seed is not None:
+            body["seed"] = sent["seed"] = request.seed
         body.update(passthrough)
     else:
         _reject_diffusion(request, (*names[:5], "seed"), target)
         seeds = (None,)
-    prepared = Prepared(b"", "", 1, seeds, ignored, {"size": size} if size else {})
+    prepared = Prepared(b"", "", 1, seeds, ignored, {"size": size} if size else {}, sent)
     if as_json:
         if image is not None:
             mime = sniff_mime(image) or "application/octet-stream"
@@ -334,266 +441,3 @@ def video(request: VideoRequest, target: Target, *, image: Optional[bytes], as_j
         form = [(k, _form_value(v)) for k, v in body.items()]
         prepared.content_type, prepared.content = encode_multipart(form, files)
     return prepared
-
-
-# -- parsing ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MediaItem:
-    """One entry of a ``data`` list: base64 bytes or a URL to download."""
-
-    b64: Optional[str] = None
-    url: Optional[str] = None
-    revised_prompt: Optional[str] = None
-    seed: Optional[int] = None
-
-
-def media_items(doc: Any, reply: Reply, *, n: int, what: str) -> list[MediaItem]:
-    data = doc.get("data") if isinstance(doc, dict) else None
-    if not isinstance(data, list) or not data:
-        raise response_error(f"{what}: the response has no 'data' list.", reply)
-    if len(data) < n:
-        raise response_error(
-            f"{what}: asked for {n} outputs, the provider returned {len(data)}. If the server ignores 'n', "
-            "set max_batch=1 in the backend config.",
-            reply,
-        )
-    out = []
-    for i, entry in enumerate(data[:n]):
-        if not isinstance(entry, dict):
-            raise response_error(f"{what}: data[{i}] is not an object.", reply)
-        b64, url = entry.get("b64_json"), entry.get("url")
-        if not (isinstance(b64, str) and b64) and not (isinstance(url, str) and url):
-            raise response_error(f"{what}: data[{i}] has neither 'b64_json' nor 'url'.", reply)
-        seed = entry.get("seed")
-        revised = entry.get("revised_prompt")
-        out.append(
-            MediaItem(
-                b64=b64 if isinstance(b64, str) and b64 else None,
-                url=url if isinstance(url, str) and url else None,
-                revised_prompt=revised if isinstance(revised, str) else None,
-                seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
-            )
-        )
-    return out
-
-
-def decode_b64(value: str, *, what: str, reply: Optional[Reply], max_bytes: int) -> bytes:
-    """Decode base64 (a ``data:`` URL prefix and whitespace are accepted)."""
-    if value.startswith("data:"):
-        value = value.partition(",")[2]
-    value = "".join(value.split())
-    if len(value) * 3 // 4 > max_bytes:
-        raise response_error(
-            f"{what}: the base64 payload is larger than max_download_bytes ({max_bytes}).", reply
-        )
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise response_error(f"{what}: 'b64_json' is not valid base64.", reply) from exc
-
-
-#: Types :func:`sniff_mime` recognises: bytes declared as one of them must match.
-_SNIFFED = frozenset(
-    {
-        "image/png",
-        "image/jpeg",
-        "image/jpg",
-        "image/gif",
-        "image/webp",
-        "image/bmp",
-        "image/tiff",
-        "video/mp4",
-        "video/quicktime",
-        "video/webm",
-    }
-)
-
-
-def media_asset(
-    data: bytes,
-    *,
-    media_type: str,
-    declared_mime: Optional[str],
-    metadata: dict[str, Any],
-    what: str,
-    reply: Optional[Reply],
-) -> GeneratedAsset:
-    """A :class:`GeneratedAsset` whose MIME type is sniffed from the bytes."""
-    if not data:
-        raise response_error(f"{what}: the provider returned an empty {media_type}.", reply)
-    mime = sniff_mime(data)
-    declared = (declared_mime or "").split(";")[0].strip().lower()
-    if mime is None and declared.startswith(("image/", "video/")) and declared not in _SNIFFED:
-        mime = declared  # a format we cannot recognise (AVIF...): trust the provider
-    ok = mime is not None and (
-        mime.startswith("image/")
-        if media_type == "image"
-        else (mime.startswith("video/") or mime == "image/gif")
-    )
-    if not ok or mime is None:
-        raise response_error(
-            f"{what}: expected {media_type} bytes, got {mime or 'an unrecognised format'} "
-            f"(first bytes {data[:8]!r}).",
-            reply,
-        )
-    return GeneratedAsset(media_type=media_type, data=data, mime_type=mime, metadata=metadata)
-
-
-_JOB_STATUS = {
-    "queued": "queued",
-    "pending": "queued",
-    "submitted": "queued",
-    "in_progress": "in_progress",
-    "processing": "in_progress",
-    "running": "in_progress",
-    "started": "in_progress",
-    "completed": "completed",
-    "succeeded": "completed",
-    "success": "completed",
-    "failed": "failed",
-    "error": "failed",
-    "cancelled": "cancelled",
-    "canceled": "cancelled",
-}
-
-
-@dataclass(frozen=True)
-class Job:
-    """A video job as reported by ``POST /videos`` / ``GET /videos/{id}``."""
-
-    id: str
-    status: str  # queued | in_progress | completed | failed | cancelled
-    progress: Optional[float]
-    raw: dict[str, Any]
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in ("completed", "failed", "cancelled")
-
-    def error_text(self) -> str:
-        err = self.raw.get("error")
-        if isinstance(err, dict):
-            code, message = err.get("code"), err.get("message")
-            return ": ".join(str(x) for x in (code, message) if x) or json.dumps(err)
-        return str(err) if err else "no reason given"
-
-
-def parse_job(doc: Any, reply: Reply, *, what: str) -> Job:
-    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or not doc["id"]:
-        raise response_error(f"{what}: the response is not a video job (no 'id').", reply, doc)
-    raw_status = str(doc.get("status", "")).lower()
-    if not raw_status:
-        raise response_error(f"{what}: the video job has no 'status'.", reply, doc)
-    progress = doc.get("progress")
-    fraction = None
-    if isinstance(progress, (int, float)) and not isinstance(progress, bool):
-        fraction = min(1.0, max(0.0, float(progress) / 100.0))  # the OpenAI protocol reports 0-100
-    return Job(doc["id"], _JOB_STATUS.get(raw_status, "in_progress"), fraction, doc)
-
-
-# -- catalogs -----------------------------------------------------------------------------
-
-_TASK_ALIASES: dict[str, str] = {
-    **{t: t for t in TASKS},
-    **dict.fromkeys(
-        (
-            "text-to-image",
-            "t2i",
-            "txt2img",
-            "image_generation",
-            "image-generation",
-            "images/generations",
-            "generations",
-        ),
-        "text_to_image",
-    ),
-    **dict.fromkeys(
-        (
-            "image-to-image",
-            "i2i",
-            "img2img",
-            "image_edit",
-            "image-edit",
-            "images/edits",
-            "edits",
-            "inpainting",
-        ),
-        "image_to_image",
-    ),
-    **dict.fromkeys(("upscale", "image-upscale", "super-resolution", "super_resolution"), "image_upscale"),
-    **dict.fromkeys(
-        ("text-to-video", "t2v", "video_generation", "video-generation", "videos"), "text_to_video"
-    ),
-    **dict.fromkeys(("image-to-video", "i2v"), "image_to_video"),
-    **dict.fromkeys(("multi-view-image", "multi_view"), "multi_view_image"),
-}
-_OPENAI_PREFIXES = (
-    ("gpt-image", ("text_to_image", "image_to_image")),
-    ("dall-e", ("text_to_image",)),
-    ("sora", ("text_to_video", "image_to_video")),
-)
-
-
-def declared_tasks(entry: Mapping[str, Any]) -> Optional[tuple[str, ...]]:
-    """Tasks an entry of ``/models`` declares (``capabilities``, ``tasks``, ``task``...)."""
-    found: list[str] = []
-    declared = False
-    for key in ("capabilities", "tasks", "task", "pipeline_tag"):
-        value = entry.get(key)
-        if isinstance(value, str):
-            value = [value]
-        elif isinstance(value, dict):
-            value = [k for k, v in value.items() if v]
-        if isinstance(value, list):
-            declared = True
-            found.extend(
-                _TASK_ALIASES[v.lower()] for v in value if isinstance(v, str) and v.lower() in _TASK_ALIASES
-            )
-    return tuple(sorted(set(found))) if declared else None
-
-
-def parse_models(
-    doc: Any,
-    reply: Reply,
-    *,
-    task: Optional[str],
-    registry: Optional[VisionModelCapabilitiesRegistry],
-    openai_target: bool,
-    what: str,
-) -> list[ProviderModelInfo]:
-    """``GET /models`` -> entries, filtered by ``task`` where the catalog says so.
-
-    An entry without declared tasks gets the registry's tasks when the registry knows
-    it; against the OpenAI API, unknown undeclared ids (chat models...) are left out of a
-    task-filtered listing, elsewhere they are kept (the server did not say).
-    """
-    data = doc.get("data") if isinstance(doc, dict) else doc
-    if not isinstance(data, list):
-        raise response_error(f"{what}: expected {{'data': [...]}}.", reply)
-    out = []
-    for entry in data:
-        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str) or not entry["id"]:
-            raise response_error(f"{what}: a catalog entry has no string 'id': {str(entry)[:100]!r}.", reply)
-        model_id: str = entry["id"]
-        tasks = declared_tasks(entry)
-        if tasks is None and registry is not None and model_id in registry:
-            tasks = tuple(sorted(registry.get(model_id).tasks))
-        if tasks is None and openai_target:
-            tasks = next((t for prefix, t in _OPENAI_PREFIXES if model_id.startswith(prefix)), ())
-        if task is not None and tasks is not None and task not in tasks:
-            continue
-        created = entry.get("created")
-        owned_by = entry.get("owned_by")
-        out.append(
-            ProviderModelInfo(
-                id=model_id,
-                object=str(entry["object"]) if entry.get("object") is not None else None,
-                created=created if isinstance(created, int) and not isinstance(created, bool) else None,
-                owned_by=str(owned_by) if owned_by is not None else None,
-                capabilities=tasks or (),
-                raw=dict(entry),
-            )
-        )
-    return out

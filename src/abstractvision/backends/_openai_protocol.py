@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import random
+import re
 import secrets as _secrets
 import time
 from collections.abc import Generator, Mapping, Sequence
@@ -270,16 +271,62 @@ def decode_body(content: bytes, limit: int = 4000) -> Any:
         return text + ("..." if len(content) > limit else "")
 
 
+def _detail_text(value: Any) -> str:
+    """Text of a ``detail``/``errors`` value: a string, FastAPI's validation list, an object."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, list):
+        parts = []
+        for entry in value:
+            if isinstance(entry, dict) and entry.get("msg"):
+                loc = entry.get("loc")
+                where = ".".join(str(x) for x in loc) if isinstance(loc, (list, tuple)) else ""
+                parts.append(f"{where}: {entry['msg']}" if where else str(entry["msg"]))
+            elif entry:
+                parts.append(_detail_text(entry))
+        return "; ".join(p for p in parts if p)
+    if isinstance(value, dict):
+        for key in ("message", "msg", "detail", "error"):
+            if value.get(key):
+                return _detail_text(value[key])
+        return json.dumps(value)[:300] if value else ""
+    return "" if value is None else str(value)
+
+
 def provider_message(body: Any) -> str:
+    """The message of an error body, whatever its shape.
+
+    OpenAI ``{"error": {"message": ...}}``; sd-server ``{"error": "text"}`` and
+    ``{"error": "server_error", "message": ...}``; FastAPI/A1111 ``{"detail": ...}``
+    (a string or a validation list) and ``{"error": "Name", "detail": ..., "errors": ...}``;
+    ``{"message": ...}``; plain text or an HTML error page (its text).
+    """
     if isinstance(body, dict):
         err = body.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            return str(err["message"])
-        for key in ("error", "message", "detail"):
-            if isinstance(body.get(key), str) and body[key]:
-                return str(body[key])
+        if isinstance(err, dict):
+            text = _detail_text(err)
+            code = err.get("code") or err.get("type")
+            if text and isinstance(code, str) and code and code not in text:
+                return f"{text} ({code})"
+            if text:
+                return text
+        parts: list[str] = []
+        for key in ("error", "message", "detail", "errors"):
+            text = _detail_text(body.get(key)) if key != "error" or isinstance(err, str) else ""
+            if text and text not in parts:
+                parts.append(text)
+        if parts:
+            return ": ".join(parts)
         return json.dumps(body)[:300]
+    if isinstance(body, list):
+        return _detail_text(body) or json.dumps(body)[:300]
     text = str(body).strip()
+    if text.startswith("<"):  # an HTML error page from a proxy or a web framework
+        title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
+        stripped = re.sub(
+            r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"(?is)<(script|style|head)\b.*?</\1>", " ", text))
+        ).strip()
+        text = stripped or (title.group(1).strip() if title else text)
     return text[:300] if text else "(empty body)"
 
 

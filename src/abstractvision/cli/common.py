@@ -31,6 +31,8 @@ def settings_from_args(args: argparse.Namespace) -> BackendSettings:
         if value is not None:
             options[name] = value
     options.update(parse_pairs(getattr(args, "option", None) or ()))
+    if getattr(args, "profile", None) is not None:
+        options["profile"] = args.profile  # an OpenAI-compatible backend option, given its own flag
     model = getattr(args, "model", None)
     explicit = {
         "backend": getattr(args, "backend", None),

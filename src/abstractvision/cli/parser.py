@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 EPILOG = """\
 backends (--backend):
-  openai     any OpenAI-compatible HTTP server (--base-url, --api-key)
+  openai     any OpenAI-compatible HTTP server (--base-url, --api-key, --profile)
   diffusers  local Hugging Face Diffusers (--model, --device, --dtype, --allow-download)
   sdcpp      local stable-diffusion.cpp (--model FILE or --diffusion-model/--vae/--clip-l ...)
   Defaults come from ABSTRACTVISION_* environment variables (ABSTRACTVISION_BACKEND,
@@ -192,6 +192,12 @@ def _backend_parent(api_key_flag: str = "--api-key", *, serving: bool = False) -
         group.add_argument("--model", "-m", metavar="ID", help="model id, local folder or checkpoint file")
     group.add_argument(
         "--base-url", metavar="URL", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1"
+    )
+    group.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="dialect of the --base-url server: generic | openai | sdcpp (sd-server) | a1111 "
+        "(/sdapi/v1; base URL without /v1) | auto (probe once); ABSTRACTVISION_OPT_PROFILE",
     )
     group.add_argument(
         api_key_flag,

@@ -153,6 +153,8 @@ class FakeOpenAIServer:
         self.models: list[dict[str, Any]] = list(DEFAULT_MODELS)
         self.image_delay_s = 0.0
         self.echo_seeds = False
+        self.sdapi = False  # serve the A1111 routes (/sdapi/v1/*) as well
+        self.max_n: Optional[int] = None  # answer at most this many images per request (a silent cap)
         self.barrier: Optional[threading.Barrier] = None
         self.inflight = 0
         self.max_inflight = 0
@@ -292,6 +294,8 @@ class FakeOpenAIServer:
             return Reply(json={"created": 1, "data": [{"b64_json": base64.b64encode(MP4_BYTES).decode()}]})
         if p.startswith("/videos/"):
             return self._video_job(m, p)
+        if self.sdapi and p.startswith("/sdapi/v1/"):
+            return self._sdapi(rec)
         if m == "GET" and p.startswith("/files/") and p[7:] in self.files:
             return Reply(body=self.files[p[7:]], headers={"Content-Type": "image/png"})
         return Reply(404, json={"error": {"message": f"no route {m} {p}", "type": "invalid_request_error"}})
@@ -302,6 +306,8 @@ class FakeOpenAIServer:
         if self.image_delay_s:
             time.sleep(self.image_delay_s)
         n = int(body.get("n", 1))
+        if self.max_n is not None:
+            n = min(n, self.max_n)
         data = []
         for i in range(n):
             png = png_bytes(color=(i * 40 % 256, 100, 200))
@@ -319,6 +325,25 @@ class FakeOpenAIServer:
             json={"created": 1700000000, "data": data, "output_format": "png"},
             headers={"x-request-id": "req_123"},
         )
+
+    def _sdapi(self, rec: Recorded) -> Reply:
+        """The A1111 routes: txt2img/img2img (``info`` with ``all_seeds``), options, sd-models."""
+        m, p = rec.method, rec.path
+        if m == "GET" and p == "/sdapi/v1/options":
+            return Reply(json={"samples_format": "png", "sd_model_checkpoint": "tiny"})
+        if m == "GET" and p == "/sdapi/v1/sd-models":
+            return Reply(json=[{"title": "tiny [abc]", "model_name": "tiny", "filename": "/m/tiny.safetensors"}])
+        if m == "POST" and p in ("/sdapi/v1/txt2img", "/sdapi/v1/img2img"):
+            body = rec.json()
+            n = int(body.get("batch_size", 1))
+            if self.max_n is not None:
+                n = min(n, self.max_n)
+            seed = int(body.get("seed", -1))
+            seeds = [(seed if seed >= 0 else 1234) + i for i in range(n)]
+            images = [base64.b64encode(png_bytes(color=(s % 256, 50, 60))).decode() for s in seeds]
+            info = {"seed": seeds[0], "all_seeds": seeds, "steps": body.get("steps", 20)}
+            return Reply(json={"images": images, "parameters": body, "info": json.dumps(info)})
+        return Reply(404, json={"detail": "Not Found"})
 
     def _video_job(self, method: str, path: str) -> Reply:
         parts = path.split("/")  # ['', 'videos', id] or ['', 'videos', id, 'content']

@@ -15,7 +15,12 @@ def test_seed_example_constructs_without_network():
     backend = OpenAICompatibleVisionBackend(
         config=OpenAICompatibleBackendConfig(base_url="http://localhost:1234/v1")
     )
-    assert backend.describe() == {"backend": "openai", "model": None, "base_url": "http://localhost:1234/v1"}
+    assert backend.describe() == {
+        "backend": "openai",
+        "model": None,
+        "base_url": "http://localhost:1234/v1",
+        "profile": "generic",
+    }
     backend.close()
 
 

@@ -102,9 +102,9 @@ def test_bytes_declared_image_png_must_be_an_image(runner, fault_server):
 
 
 def test_a_declared_format_that_cannot_be_sniffed_is_still_trusted():
-    from abstractvision.backends import _openai_payloads as payloads
+    from abstractvision.backends import _openai_responses as responses
 
-    asset = payloads.media_asset(
+    asset = responses.media_asset(
         b"P6\n8 8\n255\n" + bytes(192),
         media_type="image",
         declared_mime="image/x-portable-pixmap",

@@ -82,8 +82,8 @@ def test_batch_reports_seeds_the_provider_returns(vm, server):
     server.echo_seeds = True
     assets = vm.generate_image_batch("x", count=2, seed=5)
     assert [(a.metadata["seed"], a.metadata["seed_source"]) for a in assets] == [
-        (1005, "provider"),
-        (1006, "provider"),
+        (1005, "engine"),
+        (1006, "engine"),
     ]
 
 
@@ -94,12 +94,21 @@ def test_batch_is_split_by_max_batch(runner, make_backend, server):
     assert [c.json()["n"] for c in server.calls("POST", "/images/generations")] == [2, 2, 1]
 
 
-def test_fewer_images_than_asked_is_an_error(vm, server):
-    from abstractvision.errors import ProviderResponseError
+def test_a_short_answer_keeps_what_arrived_and_asks_for_the_rest(vm, server):
+    """A server that caps n silently (here: 2 of 3) loses nothing: the rest is asked for with the
+    seeds that continue the numbering, and every output says which max_batch to set."""
+    import base64
 
-    server.script("POST", "/images/generations", Reply(json={"data": [{"b64_json": "iVBORw0KGgo="}]}))
-    with pytest.raises(ProviderResponseError, match="asked for 3 outputs, the provider returned 1"):
-        vm.generate_image_batch("x", count=3, seed=1)
+    two = {"data": [{"b64_json": base64.b64encode(png_bytes(color=(i, 0, 0))).decode()} for i in (1, 2)]}
+    server.script("POST", "/images/generations", Reply(json=two))
+    assets = vm.generate_image_batch("x", count=3, seed=1)
+    assert len(assets) == 3 and len({a.data for a in assets}) == 3
+    calls = [c.json() for c in server.calls("POST", "/images/generations")]
+    assert [(c["n"], c["seed"]) for c in calls] == [(3, 1), (1, 3)]
+    assert [a.metadata["seed"] for a in assets] == [1, 2, 3]
+    for asset in assets:
+        [warning] = asset.metadata["warnings"]
+        assert "answered 2 of the 3 images" in warning and "max_batch=2" in warning
 
 
 def test_openai_model_gets_only_openai_fields_and_a_valid_size(runner, make_backend, server):
@@ -226,7 +235,12 @@ def test_capabilities_and_describe(make_backend, server):
     caps = backend.get_capabilities()
     assert set(caps.supported_tasks) == {"text_to_image", "image_to_image"}  # gpt-image-1 has no video tasks
     assert caps.supports_mask and caps.max_batch == 10
-    assert backend.describe() == {"backend": "openai", "model": "gpt-image-1", "base_url": server.base_url}
+    assert backend.describe() == {
+        "backend": "openai",
+        "model": "gpt-image-1",
+        "base_url": server.base_url,
+        "profile": "openai",
+    }
     vm_backend = make_backend(video_model_id="sora-2")
     assert set(vm_backend.get_capabilities().supported_tasks) == {
         "text_to_image",
@@ -243,8 +257,9 @@ def test_unsupported_task_is_gated_before_any_request(runner, make_backend, serv
     assert server.requests == []
 
 
-def test_library_masks_are_sent_in_the_openai_convention(vm, server):
-    """white = repaint (library) becomes transparent = edit (OpenAI protocol); OpenAI-style masks pass unchanged."""
+def test_masks_are_sent_so_that_both_conventions_read_the_same_area(vm, server):
+    """white = repaint (library) becomes white *and* transparent (OpenAI: transparent = edit;
+    sd-server and other greyscale readers: white = repaint); OpenAI-style masks too."""
     import io
 
     from PIL import Image
@@ -258,16 +273,21 @@ def test_library_masks_are_sent_in_the_openai_convention(vm, server):
     vm.edit_image("x", png_bytes(), mask=buf.getvalue())
     [call] = server.calls("POST", "/images/edits")
     sent = next(f for f in call.form()[1] if f.name == "mask").data
-    alpha = Image.open(io.BytesIO(sent)).convert("RGBA").getchannel("A")
+    sent_img = Image.open(io.BytesIO(sent))
+    alpha = sent_img.convert("RGBA").getchannel("A")
+    grey = sent_img.convert("L")  # how a greyscale reader (stb_image, 1 channel) sees it
     assert alpha.getpixel((1, 1)) == 0 and alpha.getpixel((6, 1)) == 255
+    assert grey.getpixel((1, 1)) == 255 and grey.getpixel((6, 1)) == 0
     # our own server reads it back as the same white = repaint mask
     back = Image.open(io.BytesIO(server_side(sent))).convert("L")
     assert back.getpixel((1, 1)) == 255 and back.getpixel((6, 1)) == 0
 
-    rgba = Image.new("RGBA", (8, 8), (0, 0, 0, 255))
+    rgba = Image.new("RGBA", (8, 8), (0, 0, 0, 255))  # an OpenAI mask: black, transparent = edit
     rgba.putpixel((0, 0), (0, 0, 0, 0))
     buf = io.BytesIO()
     rgba.save(buf, format="PNG")
     vm.edit_image("x", png_bytes(), mask=buf.getvalue())
     sent = next(f for f in server.calls("POST", "/images/edits")[-1].form()[1] if f.name == "mask").data
-    assert sent == buf.getvalue()
+    sent_img = Image.open(io.BytesIO(sent))
+    assert sent_img.convert("RGBA").getpixel((0, 0)) == (255, 255, 255, 0)
+    assert sent_img.convert("RGBA").getpixel((5, 5)) == (0, 0, 0, 255)

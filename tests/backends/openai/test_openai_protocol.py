@@ -7,8 +7,9 @@ import email.utils
 import pytest
 from openai_fake_server import Recorded
 
-from abstractvision.backends import _openai_payloads as payloads
+from abstractvision.backends import _openai_catalog as catalog
 from abstractvision.backends import _openai_protocol as protocol
+from abstractvision.backends import _openai_responses as responses
 from abstractvision.errors import (
     ProviderAuthenticationError,
     ProviderBadRequestError,
@@ -124,24 +125,24 @@ def test_download_allow_list():
 
 def test_decode_b64_accepts_data_urls_and_whitespace():
     assert (
-        payloads.decode_b64("data:image/png;base64,aGVs\nbG8=", what="x", reply=None, max_bytes=100)
+        responses.decode_b64("data:image/png;base64,aGVs\nbG8=", what="x", reply=None, max_bytes=100)
         == b"hello"
     )
     with pytest.raises(ProviderResponseError, match="larger than"):
-        payloads.decode_b64("aGVsbG8=" * 100, what="x", reply=None, max_bytes=10)
+        responses.decode_b64("aGVsbG8=" * 100, what="x", reply=None, max_bytes=10)
 
 
 def test_declared_task_aliases():
-    assert payloads.declared_tasks({"capabilities": ["txt2img", "Image-To-Video"]}) == (
+    assert catalog.declared_tasks({"capabilities": ["txt2img", "Image-To-Video"]}) == (
         "image_to_video",
         "text_to_image",
     )
-    assert payloads.declared_tasks({"task": "text-to-image"}) == ("text_to_image",)
-    assert payloads.declared_tasks({"capabilities": {"inpainting": True, "t2v": False}}) == (
+    assert catalog.declared_tasks({"task": "text-to-image"}) == ("text_to_image",)
+    assert catalog.declared_tasks({"capabilities": {"inpainting": True, "t2v": False}}) == (
         "image_to_image",
     )
-    assert payloads.declared_tasks({"capabilities": ["chat"]}) == ()
-    assert payloads.declared_tasks({"id": "x"}) is None
+    assert catalog.declared_tasks({"capabilities": ["chat"]}) == ()
+    assert catalog.declared_tasks({"id": "x"}) is None
 
 
 def test_deadline_and_cancel_checks():
