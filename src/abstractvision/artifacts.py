@@ -461,6 +461,9 @@ class LocalAssetStore:
 
     def cleanup_temporary_files(self, *, older_than_s: float = 3600.0) -> int:
         """Remove leftovers of interrupted writes (``.tmp-*.part``) older than ``older_than_s``."""
+        return self._cleanup(older_than_s)
+
+    def _cleanup(self, older_than_s: float) -> int:
         if (
             not isinstance(older_than_s, (int, float))
             or isinstance(older_than_s, bool)
@@ -471,7 +474,7 @@ class LocalAssetStore:
             )
         count = 0
         now = time.time()
-        for tmp in self._base_dir.glob("*/.tmp-*.part"):
+        for tmp in Path(str(self._base_dir)).glob("*/.tmp-*.part"):
             with contextlib.suppress(OSError):
                 if now - tmp.stat().st_mtime >= older_than_s:
                     tmp.unlink()
