@@ -312,6 +312,59 @@ def _add_frames(group: Any) -> None:
     group.add_argument("--fps", type=positive_int, metavar="N", help="frames per second of the video")
 
 
+def _add_served_models(p: Any, *, load_flag: bool) -> None:
+    """The flags that name the served models (``serve`` and ``worker``)."""
+    g = p.add_argument_group("models")
+    g.add_argument(
+        "--served-model-name",
+        metavar="NAME",
+        help="public name of the single --model (default: its folder/file basename, or the hub id)",
+    )
+    g.add_argument(
+        "--models-file",
+        metavar="FILE",
+        help="TOML (or JSON) file of [models.NAME] tables, each with its own backend and options",
+    )
+    g.add_argument(
+        "--discover",
+        action="store_true",
+        help="also serve every model found on this machine (HF cache, --models-dir; see 'models --local')",
+    )
+    g.add_argument(
+        "--models-dir", metavar="DIR", help="folder of local models for --discover (ABSTRACTVISION_MODELS_DIR)"
+    )
+    g.add_argument(
+        "--max-loaded",
+        type=positive_int,
+        metavar="N",
+        help="most models holding weights at once; the least recently used idle one is unloaded "
+        "to load another (default: no limit)",
+    )
+    if load_flag:
+        g.add_argument(
+            "--preload",
+            action="store_true",
+            help="load the models before accepting requests (up to --max-loaded)",
+        )
+
+
+def _add_distributed(g: Any) -> None:
+    """Settings an API node and its workers share (``serve --broker`` and ``worker``)."""
+    g.add_argument(
+        "--store",
+        dest="store_url",
+        metavar="URL",
+        help="the artifact store every node and worker shares: s3://BUCKET/PREFIX, file:///DIR or a "
+        "folder (ABSTRACTVISION_STORE_DIR); S3 credentials and endpoint from the AWS_* environment",
+    )
+    g.add_argument(
+        "--prefix",
+        default=None,
+        metavar="NAME",
+        help="Redis key and queue prefix of this deployment (default av; ABSTRACTVISION_PREFIX)",
+    )
+
+
 def build_parser() -> CliParser:
     """The full ``abstractvision`` parser."""
     common, backend, output, as_json = _common_parent(), _backend_parent(), _output_parent(), _json_parent()
@@ -486,39 +539,15 @@ def build_parser() -> CliParser:
         "  abstractvision serve --discover                    (every local model: models --local)\n"
         '  abstractvision serve --host 0.0.0.0 --api-key "$KEY" ...   (non-local binds need a key)',
     )
-    g = p.add_argument_group("models")
+    _add_served_models(p, load_flag=True)
+    g = p.add_argument_group("distributed mode (docs/scale-out.md)")
     g.add_argument(
-        "--served-model-name",
-        metavar="NAME",
-        help="public name of the single --model (default: its folder/file basename, or the hub id)",
+        "--broker",
+        metavar="URL",
+        help="run as an API node: jobs go to workers through this Redis (redis://HOST:6379/0); "
+        "no engine is loaded here (ABSTRACTVISION_BROKER)",
     )
-    g.add_argument(
-        "--models-file",
-        metavar="FILE",
-        help="TOML (or JSON) file of [models.NAME] tables, each with its own backend and options",
-    )
-    g.add_argument(
-        "--discover",
-        action="store_true",
-        help="also serve every model found on this machine (HF cache, --models-dir; see 'models --local')",
-    )
-    g.add_argument(
-        "--models-dir",
-        metavar="DIR",
-        help="folder of local models for --discover (ABSTRACTVISION_MODELS_DIR)",
-    )
-    g.add_argument(
-        "--max-loaded",
-        type=positive_int,
-        metavar="N",
-        help="most models holding weights at once; the least recently used idle one is unloaded "
-        "to load another (default: no limit)",
-    )
-    g.add_argument(
-        "--preload",
-        action="store_true",
-        help="load the models before accepting requests (up to --max-loaded)",
-    )
+    _add_distributed(g)
     g = p.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     g.add_argument("--port", type=port_number, default=8000, help="port (default 8000)")
@@ -556,6 +585,47 @@ def build_parser() -> CliParser:
         choices=("critical", "error", "warning", "info", "debug"),
         default=None,
         help="server log level (default info)",
+    )
+
+    p = command(
+        "worker",
+        "worker:worker",
+        "a worker of the distributed mode: runs the jobs of its models from their Redis queues",
+        (common, _backend_parent(api_key_flag="--backend-api-key", serving=True)),
+        description="Load the models (same flags and names as serve) and run their jobs, taken from "
+        "Celery queues on the broker; results go to the shared store. One process per GPU.\n\n"
+        "  abstractvision worker --broker redis://10.0.0.5:6379/0 --store s3://media/av \\\n"
+        "      --backend diffusers --model sdxl=/models/sdxl-turbo\n"
+        "See docs/scale-out.md.",
+    )
+    _add_served_models(p, load_flag=False)
+    g = p.add_argument_group("distributed mode (docs/scale-out.md)")
+    g.add_argument(
+        "--broker", metavar="URL", help="the Redis of the deployment: redis://HOST:6379/0 (ABSTRACTVISION_BROKER)"
+    )
+    _add_distributed(g)
+    g.add_argument(
+        "--heartbeat", type=number, default=2.0, metavar="SECONDS", help="seconds between announcements (default 2)"
+    )
+    g.add_argument(
+        "--lease",
+        type=number,
+        default=10.0,
+        metavar="SECONDS",
+        help="a running job goes back to the queue this long after this worker stops renewing it (default 10)",
+    )
+    g.add_argument("--job-ttl", type=number, metavar="SECONDS", help="how long finished jobs are kept (default 3600)")
+    g.add_argument(
+        "--visibility-timeout",
+        type=number,
+        metavar="SECONDS",
+        help="Celery redelivers an unacknowledged message after this long; above the longest job (default 21600)",
+    )
+    g.add_argument(
+        "--log-level",
+        choices=("critical", "error", "warning", "info", "debug"),
+        default=None,
+        help="worker log level (default warning)",
     )
 
     p = command(

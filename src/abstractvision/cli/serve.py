@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any
 
-from ..errors import OptionalDependencyMissingError
+from ..errors import InvalidRequestError, OptionalDependencyMissingError
 from ..served_models import ServedModel, served_models_from_args, unique_names
 from .common import settings_from_args
 
@@ -48,7 +48,19 @@ def served_models(args: argparse.Namespace) -> list[ServedModel]:
 
 
 def serve(args: argparse.Namespace) -> int:
-    models = served_models(args)
+    from .worker import distributed_settings
+
+    broker, prefix = distributed_settings(args, required=False)
+    if broker:
+        if args.model or args.models_file or args.discover or args.served_model_name:
+            raise InvalidRequestError(
+                "An API node (--broker) loads no model: give --model/--models-file/--discover to "
+                "'abstractvision worker' processes instead; it serves what they announce.",
+                param="broker",
+            )
+        models: list[ServedModel] = []
+    else:
+        models = served_models(args)
     try:
         from .. import server
     except OptionalDependencyMissingError:
@@ -63,11 +75,27 @@ def serve(args: argparse.Namespace) -> int:
         "api_key": args.server_api_key or os.environ.get(SERVER_API_KEY_ENV) or None,
         "cors_origins": tuple(args.cors_origin),
     }
-    store_dir = args.store_dir or next((m.settings.store_dir for m in models if m.settings.store_dir), None)
+    location = args.store_url or args.store_dir
+    if args.store_url and args.store_dir and args.store_url != args.store_dir:
+        raise InvalidRequestError("Give the store once: --store URL or --store-dir DIR.", param="store")
+    location = location or next((m.settings.store_dir for m in models if m.settings.store_dir), None)
+    if broker:
+        from .worker import require_distributed_extra
+
+        require_distributed_extra()
+        if not location:
+            location = os.environ.get("ABSTRACTVISION_STORE_DIR")
+        if not location:
+            raise InvalidRequestError(
+                "An API node needs the store its workers write to: --store s3://BUCKET/PREFIX (or a shared folder).",
+                param="store",
+            )
+        kwargs["broker"] = broker
+        kwargs["distributed"] = {"prefix": prefix}
     for key, value in (
         ("workers", args.workers),
         ("queue_size", args.queue_size),
-        ("store_dir", store_dir),
+        ("store", location),
         ("job_ttl_s", args.job_ttl),
         ("max_body_bytes", args.max_body_bytes),
         ("public_url", args.public_url),
@@ -81,6 +109,10 @@ def serve(args: argparse.Namespace) -> int:
     if not args.quiet:
         host = f"[{args.host}]" if ":" in args.host else args.host
         listed = ", ".join(f"{m.name} ({m.settings.backend or 'no'} backend)" for m in models)
+        if broker:
+            from ..distributed.redis_state import redact_url
+
+            listed = f"the models of the workers on {redact_url(broker)} (API node)"
         sys.stderr.write(
             f"abstractvision serve: serving {listed} on http://{host}:{args.port}/"
             f"{' (API key required)' if kwargs['api_key'] else ''}; Ctrl-C stops it.\n"

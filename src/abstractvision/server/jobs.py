@@ -37,7 +37,17 @@ from .options import ServerOptions
 from .params import CallSpec
 from .residency import Residency
 
-__all__ = ["JOB_STATES", "Job", "JobRunner", "JobStore", "JobViews", "sse_events"]
+__all__ = [
+    "JOB_STATES",
+    "Job",
+    "JobRunner",
+    "JobStore",
+    "JobViews",
+    "manager_call",
+    "new_job_id",
+    "sse_events",
+    "store_results",
+]
 
 JOB_STATES = ("queued", "in_progress", "completed", "failed", "cancelled")
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
@@ -476,10 +486,7 @@ class JobRunner:
         job.finish("completed", ttl_s=self.opts.job_ttl_s, results=refs)
 
     def _store_all(self, job: Job, assets: list[GeneratedAsset]) -> list[dict[str, Any]]:
-        return [
-            self.artifacts.put(a, job_id=job.id, task=job.task, metadata=self.redact.obj(a.metadata))
-            for a in assets
-        ]
+        return store_results(self.artifacts, self.redact, job.id, job.task, assets)
 
     def _fail(self, jobs: list[Job], exc: BaseException) -> None:
         if isinstance(exc, GenerationCancelledError):
@@ -516,17 +523,31 @@ class JobRunner:
 
     async def _run_manager(self, jobs: list[Job], kwargs: dict[str, Any]) -> list[GeneratedAsset]:
         spec = jobs[0].spec
-        method = TASK_METHODS[spec.task]
         total = sum(job.spec.n for job in jobs)
-        if spec.task not in _BATCH_TASKS:
-            result = await getattr(self.manager, method)(**kwargs)
-            return list(result) if isinstance(result, list) else [result]
-        if total == 1:
-            return [await getattr(self.manager, method)(**kwargs)]
-        if len(jobs) > 1 and any(job.spec.params.get("seed") is not None for job in jobs):
+        if len(jobs) > 1 and total > 1 and any(job.spec.params.get("seed") is not None for job in jobs):
             kwargs.pop("seed", None)
             kwargs["seeds"] = [s for job in jobs for s in _plan(job.spec)]
-        return list(await getattr(self.manager, method + "_batch")(count=total, **kwargs))
+        method, extra = manager_call(spec.task, total)
+        result = await getattr(self.manager, method)(**kwargs, **extra)
+        return list(result) if isinstance(result, list) else [result]
+
+
+def manager_call(task: str, n: int) -> tuple[str, dict[str, Any]]:
+    """The manager method (and its extra keyword arguments) that runs ``n`` outputs of ``task``.
+
+    Shared by the in-process runner and the distributed mode's workers.
+    """
+    method = TASK_METHODS[task]
+    if task in _BATCH_TASKS and n > 1:
+        return method + "_batch", {"count": n}
+    return method, {}
+
+
+def store_results(
+    artifacts: ArtifactIndex, redact: Redactor, job_id: str, task: str, assets: list[GeneratedAsset]
+) -> list[dict[str, Any]]:
+    """Store a job's outputs as artifacts of this server (metadata redacted) and return their refs."""
+    return [artifacts.put(a, job_id=job_id, task=task, metadata=redact.obj(a.metadata)) for a in assets]
 
 
 def _plan(spec: CallSpec) -> list[int]:

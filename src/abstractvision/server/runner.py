@@ -8,6 +8,7 @@ listen on a non-loopback address without an API key.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -24,15 +25,15 @@ __all__ = ["RunningServer", "check_bind", "run", "serve_in_thread"]
 
 
 def _require_server_extra() -> None:
-    for module, package in (
-        ("starlette", "starlette"),
-        ("uvicorn", "uvicorn"),
-        ("multipart", "python-multipart"),
+    import importlib.util
+
+    for modules, package in (
+        (("starlette",), "starlette"),
+        (("uvicorn",), "uvicorn"),
+        (("python_multipart", "multipart"), "python-multipart"),
     ):
-        try:
-            __import__(module)
-        except ImportError as exc:
-            raise OptionalDependencyMissingError(package, "server", purpose="abstractvision serve") from exc
+        if not any(importlib.util.find_spec(m) is not None for m in modules):
+            raise OptionalDependencyMissingError(package, "server", purpose="abstractvision serve")
 
 
 def check_bind(host: str, api_key: Optional[str]) -> None:
@@ -46,7 +47,7 @@ def check_bind(host: str, api_key: Optional[str]) -> None:
 
 
 def run(
-    models: Union[BackendSettings, Sequence[ServedModel]],
+    models: Union[BackendSettings, Sequence[ServedModel], None] = None,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -55,6 +56,8 @@ def run(
     workers: int = 1,
     queue_size: int = 16,
     store_dir: Optional[str] = None,
+    store: Any = None,
+    broker: Optional[str] = None,
     job_ttl_s: float = 3600.0,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     log_level: str = "info",
@@ -68,37 +71,73 @@ def run(
     ``abstractvision serve`` builds from ``--model``, ``--models-file`` and ``--discover``), or
     one :class:`~abstractvision.config.BackendSettings` (served under its default name).
     Engines load on their first request; ``preload=True`` loads them before accepting
-    requests, and ``max_loaded`` caps how many hold weights at once. Results go to
-    ``store_dir``; without one, to a temporary directory removed at shutdown. Other keyword
-    arguments are :class:`~abstractvision.server.options.ServerOptions`.
+    requests, and ``max_loaded`` caps how many hold weights at once. Results go to ``store``
+    (a store or a location for :func:`abstractvision.stores.open_store`, e.g. ``s3://b/p``) or
+    ``store_dir``; without either, to a temporary directory removed at shutdown.
+
+    With ``broker`` (a Redis URL) this is an API node of the distributed mode: no ``models``,
+    a ``store`` shared with the workers, and both are checked before listening. Other keyword
+    arguments are :class:`~abstractvision.server.options.ServerOptions` (and ``distributed``,
+    the options of the API node's state).
     """
     check_bind(host, api_key)
     _require_server_extra()
     import uvicorn
 
-    from ..artifacts import LocalAssetStore
+    from ..stores import open_store
     from .app import create_app
 
     if isinstance(models, BackendSettings):
         models = served_models_from_args(models)
-    served = list(models)
-    directory = store_dir or next((m.settings.store_dir for m in served if m.settings.store_dir), None)
-    store = LocalAssetStore(directory) if directory else None
+    served = list(models or [])
+    if broker is not None:
+        if served:
+            raise InvalidRequestError("An API node (broker=...) serves no models of its own.", param="broker")
+        _check_broker(broker)
+    elif not served:
+        raise InvalidRequestError("Nothing to serve: give models (or a broker for an API node).", param="model")
+    location = store if store is not None else store_dir
+    if location is None:
+        location = next((m.settings.store_dir for m in served if m.settings.store_dir), None)
+    if isinstance(location, (str, os.PathLike)):
+        location = open_store(os.fspath(location), check=True)
     app = create_app(
-        served,
+        served or None,
+        broker=broker,
         api_key=api_key,
         cors_origins=cors_origins,
         workers=workers,
         queue_size=queue_size,
         job_ttl_s=job_ttl_s,
         max_body_bytes=max_body_bytes,
-        store=store,
+        store=location,
         secrets=tuple(m.settings.api_key for m in served if m.settings.api_key),
         preload=preload,
         max_loaded=max_loaded,
         **options,
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False, proxy_headers=False)
+
+
+def _check_broker(url: str) -> None:
+    """Fail fast, before listening, when the broker is unreachable (the URL shown without its password)."""
+    try:
+        import redis
+    except ImportError as exc:
+        raise OptionalDependencyMissingError("redis", "distributed", purpose="the distributed mode") from exc
+    from ..distributed.redis_state import redact_url
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except Exception as exc:
+        raise InvalidRequestError(
+            f"Cannot reach the broker at {redact_url(url)} ({type(exc).__name__}: {exc}); check that Redis "
+            "is running and reachable from this machine.",
+            param="broker",
+        ) from None
+    finally:
+        client.close()
 
 
 class RunningServer:
