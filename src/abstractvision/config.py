@@ -410,12 +410,13 @@ def create_manager(
     """A :class:`VisionManager` (or :class:`AsyncVisionManager`) over :func:`create_backend`.
 
     ``model_id`` enables registry gating (see ``VisionManager``); ``use_store`` returns
-    artifact refs from a :class:`LocalAssetStore` in ``settings.store_dir``.
+    artifact refs from the store at ``settings.store_dir`` (a folder or a URL such as
+    ``s3://bucket/prefix``, see :func:`abstractvision.stores.open_store`).
     """
-    from .artifacts import LocalAssetStore
+    from .stores import open_store
 
     backend = create_backend(settings)
-    store = LocalAssetStore(settings.store_dir) if use_store else None
+    store = open_store(settings.store_dir) if use_store else None
     if asynchronous:
         from .async_manager import AsyncVisionManager
 

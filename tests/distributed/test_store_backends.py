@@ -204,3 +204,34 @@ def test_unreachable_or_missing_stores_fail_fast(
         )
     with pytest.raises(InvalidRequestError, match="Storage options apply to URL stores"):
         open_store(str(tmp_path), endpoint_url="http://x")
+
+
+def test_the_cli_keeps_outputs_in_an_s3_store(
+    s3_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any, capsys: Any
+) -> None:
+    """``generate --store s3://...`` and ``store list/export --store-dir s3://...``, over a real upstream."""
+    from abstractvision.cli import main
+    from abstractvision.server import create_app, serve_in_thread
+    from fakes import FakeBackend
+
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    url = f"s3://{s3_server.bucket()}/cli"
+    with serve_in_thread(create_app(FakeBackend())) as upstream:
+        code = main(["generate", "a cat", "--base-url", upstream.url + "/v1", "--store", url,
+                     "-o", str(tmp_path / "cat.png"), "--json", "-q"])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0, out
+    (item,) = out["outputs"]
+    assert (tmp_path / "cat.png").read_bytes() == open_store(url).load_bytes(item["artifact_id"])
+    assert main(["store", "list", "--store-dir", url, "--json"]) == 0
+    assert [m["artifact_id"] for m in json.loads(capsys.readouterr().out)] == [item["artifact_id"]]
+    assert (
+        main(["store", "export", item["artifact_id"][:10], "--store-dir", url, "-o", str(tmp_path / "x.png")])
+        == 0
+    )
+    assert (tmp_path / "x.png").read_bytes() == (tmp_path / "cat.png").read_bytes()
+    code = main(
+        ["generate", "x", "--base-url", "http://127.0.0.1:9/v1", "--store", url, "--store-dir", str(tmp_path)]
+    )
+    assert code == 2 and "Give the store once" in capsys.readouterr().err

@@ -43,17 +43,29 @@ def settings_from_args(args: argparse.Namespace) -> BackendSettings:
         "dtype": getattr(args, "dtype", None),
         "allow_download": getattr(args, "allow_download", None),
         "timeout_s": getattr(args, "timeout", None),
-        "store_dir": getattr(args, "store_dir", None),
+        "store_dir": _store_location(args),
         "models_dir": getattr(args, "models_dir", None),
         "options": options,
     }
     return resolve_settings(explicit, config_path=getattr(args, "config", None))
 
 
-def open_store(store_dir: Optional[str]) -> Any:
-    from ..artifacts import LocalAssetStore
+def _store_location(args: argparse.Namespace) -> Optional[str]:
+    """``--store URL`` names the store; else ``--store-dir`` (both may be folders or URLs)."""
+    store = getattr(args, "store", None)
+    if isinstance(store, str):
+        store_dir = getattr(args, "store_dir", None)
+        if store_dir and store_dir != store:
+            raise InvalidRequestError("Give the store once: --store URL or --store-dir DIR.", param="store")
+        return store
+    return getattr(args, "store_dir", None)
 
-    return LocalAssetStore(store_dir)
+
+def open_store(store_dir: Optional[str]) -> Any:
+    """The store at a folder or URL (:func:`abstractvision.stores.open_store`)."""
+    from ..stores import open_store as open_location
+
+    return open_location(store_dir)
 
 
 def resolve_artifact_id(store: Any, text: str) -> str:

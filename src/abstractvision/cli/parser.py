@@ -251,10 +251,18 @@ def _output_parent() -> CliParser:
         "or without an extension); default: the current directory",
     )
     group.add_argument(
-        "--store", action="store_true", help="also keep the outputs in the local artifact store"
+        "--store",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="URL",
+        help="also keep the outputs in the artifact store: the default one (--store-dir), or the one at "
+        "URL (a folder, file:///dir, s3://bucket/prefix)",
     )
     group.add_argument(
-        "--store-dir", metavar="DIR", help="artifact store directory (ABSTRACTVISION_STORE_DIR)"
+        "--store-dir",
+        metavar="DIR",
+        help="artifact store directory or URL (ABSTRACTVISION_STORE_DIR; s3://... needs the distributed extra)",
     )
     group.add_argument(
         "--json", action="store_true", help="print a JSON result (paths, refs, seeds, timings) on stdout"
@@ -331,7 +339,9 @@ def _add_served_models(p: Any, *, load_flag: bool) -> None:
         help="also serve every model found on this machine (HF cache, --models-dir; see 'models --local')",
     )
     g.add_argument(
-        "--models-dir", metavar="DIR", help="folder of local models for --discover (ABSTRACTVISION_MODELS_DIR)"
+        "--models-dir",
+        metavar="DIR",
+        help="folder of local models for --discover (ABSTRACTVISION_MODELS_DIR)",
     )
     g.add_argument(
         "--max-loaded",
@@ -601,11 +611,17 @@ def build_parser() -> CliParser:
     _add_served_models(p, load_flag=False)
     g = p.add_argument_group("distributed mode (docs/scale-out.md)")
     g.add_argument(
-        "--broker", metavar="URL", help="the Redis of the deployment: redis://HOST:6379/0 (ABSTRACTVISION_BROKER)"
+        "--broker",
+        metavar="URL",
+        help="the Redis of the deployment: redis://HOST:6379/0 (ABSTRACTVISION_BROKER)",
     )
     _add_distributed(g)
     g.add_argument(
-        "--heartbeat", type=number, default=2.0, metavar="SECONDS", help="seconds between announcements (default 2)"
+        "--heartbeat",
+        type=number,
+        default=2.0,
+        metavar="SECONDS",
+        help="seconds between announcements (default 2)",
     )
     g.add_argument(
         "--lease",
@@ -614,7 +630,9 @@ def build_parser() -> CliParser:
         metavar="SECONDS",
         help="a running job goes back to the queue this long after this worker stops renewing it (default 10)",
     )
-    g.add_argument("--job-ttl", type=number, metavar="SECONDS", help="how long finished jobs are kept (default 3600)")
+    g.add_argument(
+        "--job-ttl", type=number, metavar="SECONDS", help="how long finished jobs are kept (default 3600)"
+    )
     g.add_argument(
         "--visibility-timeout",
         type=number,

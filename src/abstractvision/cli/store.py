@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,21 +76,21 @@ def _show(args: argparse.Namespace, store: Any) -> int:
 
 
 def _export(args: argparse.Namespace, store: Any) -> int:
-    from .._fileio import extension_for_mime
+    from .._fileio import atomic_write_bytes, extension_for_mime
 
     aid = resolve_artifact_id(store, args.artifact_id)
     source = store.get_content_path(aid)
-    store.load_bytes(aid)  # verifies the checksum before anything is copied
+    data = store.load_bytes(aid)  # verified against its checksum before anything is written
     meta = store.get_metadata(aid) or {}
     if args.output is None or is_directory_target(args.output):
         folder = Path(args.output).expanduser() if args.output else Path.cwd()
         target = folder / f"{aid[:16]}{extension_for_mime(str(meta.get('content_type', '')))}"
     else:
         target = Path(args.output).expanduser()
-    if target.resolve() == source.resolve():
+    if isinstance(source, Path) and target.resolve() == source.resolve():
         raise InvalidRequestError("--output is the stored file itself.", param="output")
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
+    atomic_write_bytes(target, data)
     if args.json:
         print_json({"artifact_id": aid, "path": str(target)})
     else:

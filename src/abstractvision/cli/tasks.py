@@ -196,7 +196,9 @@ def run_task(
         ) as progress,
         quiet_libraries(enabled=not args.debug, download_bars=downloads),
     ):
-        manager = build_manager(settings, use_store=args.store, registry_check=not args.skip_registry_check)
+        manager = build_manager(
+            settings, use_store=bool(args.store), registry_check=not args.skip_registry_check
+        )
         results = execute(
             manager, method, positional, params, count=count, progress=progress, label=args.command
         )
