@@ -193,3 +193,41 @@ def test_a_worker_whose_model_fails_to_load_takes_no_jobs(redis_server: RedisSer
     assert "Model 'broken' failed to load" in result.stderr and "this worker takes no jobs" in result.stderr
     assert str(tmp_path) not in result.stderr.split("error:", 1)[1]
     assert redis_server.client().hlen(f"{prefix}:workers") == 0  # it never announced itself
+
+
+def test_everything_else_works_without_the_distributed_packages(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """No celery, redis, fsspec or s3fs: the library, the CLI and the single-process server still work."""
+    for name in ("celery", "redis", "redis.asyncio", "kombu", "fsspec", "s3fs"):
+        monkeypatch.setitem(sys.modules, name, None)  # `import name` now fails
+    from abstractvision.cli import main
+    from abstractvision.server import create_app, serve_in_thread
+    from abstractvision.stores import open_store
+    from fakes import FakeBackend
+
+    with serve_in_thread(create_app(FakeBackend())) as server:
+        assert (
+            httpx.post(server.url + "/v1/images/generations", json={"prompt": "x"}, timeout=10).status_code
+            == 200
+        )
+    assert main(["serve", "--broker", "redis://127.0.0.1:6379/0", "--store", "/tmp/x"]) == 3
+    assert 'pip install "abstractvision[distributed]"' in capsys.readouterr().err
+    assert main(["worker", "--broker", "redis://127.0.0.1:6379/0", "--store", "/tmp/x", "-m", "x"]) == 3
+    from abstractvision.errors import OptionalDependencyMissingError
+
+    with pytest.raises(OptionalDependencyMissingError, match=r"abstractvision\[distributed\]"):
+        open_store("s3://bucket/prefix")
+
+
+def test_importing_the_library_and_the_server_loads_no_distributed_package() -> None:
+    code = (
+        "import sys, abstractvision, abstractvision.server, abstractvision.stores, abstractvision.cli\n"
+        "from abstractvision import VisionManager\n"
+        "loaded = [m for m in ('celery', 'redis', 'kombu', 'fsspec', 's3fs', 'botocore') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "src")}
+    )
+    assert result.returncode == 0, result.stderr
