@@ -196,9 +196,7 @@ def classify_pipeline(
         return _from_rule(class_name, rule, "video" if is_video else "image")
     if is_video:
         native = native_video_task(class_name)
-        return Family(
-            class_name, "video", (native,), False, variants={native: SELF}, source="video"
-        )
+        return Family(class_name, "video", (native,), False, variants={native: SELF}, source="video")
     try:
         from diffusers.pipelines import auto_pipeline as ap
     except ImportError:  # diffusers missing: let the call report it
@@ -232,5 +230,7 @@ def classify_pipeline(
         del variants["inpaint"]  # its inpainting pipeline needs inpainting weights
     if not variants:  # a pipeline outside every table: call it as text-to-image
         variants["text2img"] = SELF
-    tasks = tuple(dict.fromkeys(_VARIANT_TASK[v] for v in ("text2img", "img2img", "inpaint") if v in variants))
+    tasks = tuple(
+        dict.fromkeys(_VARIANT_TASK[v] for v in ("text2img", "img2img", "inpaint") if v in variants)
+    )
     return Family(class_name, "image", tasks, "inpaint" in variants, variants=variants)

@@ -176,7 +176,9 @@ def folder_family(
     index = read_model_index(model_id, cache_dir=cache_dir, revision=revision) or {}
     configs = {}
     for component in ("unet", "transformer"):
-        found = _read_json(_config_file(model_id, f"{component}/config.json", cache_dir=cache_dir, revision=revision))
+        found = _read_json(
+            _config_file(model_id, f"{component}/config.json", cache_dir=cache_dir, revision=revision)
+        )
         if found is not None:
             configs[component] = found
     name = index.get("_class_name")
@@ -191,7 +193,9 @@ def pipe_family(pipe: Any) -> Family:
         config = getattr(module, "config", None)
         if config is not None:
             configs[component] = dict(config)
-    return classify_pipeline(type(pipe).__name__, index=dict(getattr(pipe, "config", {}) or {}), configs=configs)
+    return classify_pipeline(
+        type(pipe).__name__, index=dict(getattr(pipe, "config", {}) or {}), configs=configs
+    )
 
 
 def dtype_argument() -> str:
@@ -213,7 +217,15 @@ def is_oom(exc: BaseException) -> bool:
 
 # transformers/diffusers name a missing optional library as "X requires the <Name> library"
 _REQUIRES_LIBRARY = re.compile(r"requires the ([\w.-]+) librar(?:y|ies)", re.IGNORECASE)
-_PIP_NAMES = {"pytorch": "torch", "pil": "Pillow", "pillow": "Pillow", "scikit-learn": "scikit-learn"}
+_PIP_NAMES = {
+    "pytorch": "torch",
+    "pil": "Pillow",
+    "pillow": "Pillow",
+    "vision": "Pillow",
+    "scikit-learn": "scikit-learn",
+}
+#: import names of transformers' backend names, where they differ
+_MODULE_NAMES = {"vision": "PIL", "pytorch": "torch", "scikit-learn": "sklearn"}
 
 
 def missing_package(exc: BaseException) -> Optional[str]:
@@ -234,6 +246,46 @@ def missing_package(exc: BaseException) -> Optional[str]:
     return None
 
 
+def _check_component_packages(model_id: str, index: Optional[dict[str, Any]]) -> None:
+    """Refuse, naming the package, a component whose class is a placeholder for a missing one.
+
+    transformers replaces a class whose optional backend is absent (the Qwen2-VL image
+    processor of Qwen-Image-Edit needs torchvision) by a placeholder that diffusers cannot
+    load, and reports it as a confusing "no loading methods" error.
+    """
+    import importlib
+
+    for component, spec in (index or {}).items():
+        if component.startswith("_") or not (isinstance(spec, list) and len(spec) == 2):
+            continue
+        library, class_name = spec
+        if not (isinstance(library, str) and isinstance(class_name, str)) or library not in (
+            "transformers",
+            "diffusers",
+        ):
+            continue
+        try:
+            cls = getattr(importlib.import_module(library), class_name)
+        except (ImportError, AttributeError):
+            continue  # from_pretrained reports an unknown class itself
+        backends = getattr(cls, "_backends", None)
+        if not backends:
+            continue
+        import importlib.util
+
+        missing = [
+            _PIP_NAMES.get(b, b)
+            for b in backends
+            if importlib.util.find_spec(_MODULE_NAMES.get(b, b)) is None
+        ]
+        if missing:
+            raise ModelLoadError(
+                f"{model_id!r}: component '{component}' ({class_name}) needs the "
+                + " and ".join(f"'{m}'" for m in missing)
+                + f" package, which is not installed. Install it (pip install {' '.join(missing)}) and load again."
+            )
+
+
 def load_pipeline(model_id: str, settings: LoadSettings) -> Any:
     """``DiffusionPipeline.from_pretrained`` on the CPU, with native failures mapped."""
     diffusers = import_diffusers()
@@ -246,6 +298,9 @@ def load_pipeline(model_id: str, settings: LoadSettings) -> Any:
             f"{model_id!r} needs the pipeline class {class_name}, which diffusers {diffusers.__version__} "
             "does not provide. Upgrade diffusers (pip install -U diffusers)."
         )
+    _check_component_packages(
+        model_id, read_model_index(model_id, cache_dir=settings.cache_dir, revision=settings.revision)
+    )
     kwargs: dict[str, Any] = {
         dtype_argument(): settings.dtype,
         "local_files_only": not settings.allow_download,

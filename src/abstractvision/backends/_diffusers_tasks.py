@@ -107,7 +107,12 @@ def run_images(
         if call.accepts("width") or not isinstance(request, ImageEditRequest):
             call.set("width", width, public="width")
             call.set("height", height, public="height")
-        if family.size == "max_area" and width is not None and height is not None and "max_area" not in call.kwargs:
+        if (
+            family.size == "max_area"
+            and width is not None
+            and height is not None
+            and "max_area" not in call.kwargs
+        ):
             # Kontext scales its output to max_area (1024^2 by default): ask for exactly width x height
             call.set("max_area", width * height)
         outcome = run_pipeline(
@@ -311,10 +316,11 @@ def run_video(
         )
         frames = outcome.output.frames[0]
     fps = request.fps or backend.config.video_fps or _family_fps(type(pipe).__name__)
+    frame_size: tuple[int, int] = (0, 0)
     if len(frames) and hasattr(frames[0], "shape"):
         frame_size = (int(frames[0].shape[1]), int(frames[0].shape[0]))
-    else:
-        frame_size = tuple(frames[0].size) if len(frames) else (0, 0)
+    elif len(frames):
+        frame_size = (int(frames[0].size[0]), int(frames[0].size[1]))
     if request.on_progress is not None:
         request.on_progress(ProgressEvent(task=task, phase="encoding", message="encoding MP4 (H.264)"))
     started = time.perf_counter()
@@ -332,7 +338,15 @@ def run_video(
     if loras:
         params["lora_adapters"] = loras
     timings = {"load_s": load_s, "inference_s": outcome.inference_s, "encode_s": encode_s}
-    honest = _size_report(pipe, request.width, request.height, width, height, frame_size)  # type: ignore[arg-type]
+    honest = _size_report(pipe, request.width, request.height, width, height, frame_size)
+    if request.num_frames is not None and video.num_frames != request.num_frames:
+        honest["frames_adjusted"] = {"requested": request.num_frames, "returned": video.num_frames}
+        logger.warning(
+            "%s returned %s frames instead of the requested %s.",
+            type(pipe).__name__,
+            video.num_frames,
+            request.num_frames,
+        )
     if ignored:
         honest["ignored_parameters"] = ignored
     meta = backend._metadata(
@@ -409,8 +423,10 @@ def _check_multiple(pipe: Any, width: Optional[int], height: Optional[int], mult
 def _check_video_shape(
     pipe: Any, width: Optional[int], height: Optional[int], num_frames: Optional[int]
 ) -> None:
-    temporal = getattr(pipe, "vae_scale_factor_temporal", None) or getattr(
-        pipe, "vae_temporal_compression_ratio", None
+    temporal = (
+        getattr(pipe, "vae_scale_factor_temporal", None)
+        or getattr(pipe, "vae_temporal_compression_ratio", None)
+        or getattr(pipe, "vae_temporal_scale_factor", None)  # Mochi: 6k+1 frames
     )
     if num_frames is not None and isinstance(temporal, int) and temporal > 1 and (num_frames - 1) % temporal:
         lower = (num_frames - 1) // temporal * temporal + 1
@@ -429,8 +445,10 @@ def _check_video_shape(
 
 def _video_multiple(pipe: Any) -> Optional[int]:
     """What frame width/height must be a multiple of (VAE spatial factor x patch size), when known."""
-    spatial = getattr(pipe, "vae_scale_factor_spatial", None) or getattr(
-        pipe, "vae_spatial_compression_ratio", None
+    spatial = (
+        getattr(pipe, "vae_scale_factor_spatial", None)
+        or getattr(pipe, "vae_spatial_compression_ratio", None)
+        or getattr(pipe, "vae_spatial_scale_factor", None)
     )
     if not isinstance(spatial, int):
         return None

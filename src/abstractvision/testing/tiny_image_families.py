@@ -1,0 +1,525 @@
+"""Tiny random-weight image pipelines of the current families, saved with ``save_pretrained``.
+
+The component configs follow the dummy components of diffusers' own test suite
+(``tests/pipelines/<family>/test_*.py``: ``get_dummy_components``), with the tokenizers those
+tests download replaced by local ones (:mod:`._tiny_text`). Each builder writes a pipeline
+folder that loads back with ``DiffusionPipeline.from_pretrained(path, local_files_only=True)``,
+which is how the backend loads real checkpoints. Outputs are noise: test shapes and plumbing.
+
+Sizes: every model here generates 32-64 px images in 2 steps in well under a second on a CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Union
+
+from ._tiny_text import tiny_clip_text, tiny_clip_tokenizer, tiny_clip_vision, tiny_gemma2, tiny_glm, tiny_t5
+
+__all__ = [
+    "build_tiny_cogview4",
+    "build_tiny_flux_fill",
+    "build_tiny_flux_kontext",
+    "build_tiny_kandinsky22",
+    "build_tiny_lumina2",
+    "build_tiny_pix2pix",
+    "build_tiny_pixart_sigma",
+    "build_tiny_qwen_image",
+    "build_tiny_sana",
+    "build_tiny_sd3",
+    "build_tiny_sd_inpaint",
+    "build_tiny_sdxl",
+]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _save(pipe: Any, path: PathLike) -> str:
+    out = os.fspath(path)
+    pipe.save_pretrained(out)
+    return out
+
+
+def _flat_vae(latent_channels: int, *, blocks: int = 1, **extra: Any) -> Any:
+    """The 4-channel ``AutoencoderKL`` of diffusers' Flux/SD3/Lumina tests (VAE factor 2**(blocks-1))."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * blocks,
+        up_block_types=("UpDecoderBlock2D",) * blocks,
+        block_out_channels=(4,) * blocks,
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+        **extra,
+    )
+
+
+def _sd_vae() -> Any:
+    """The two-block ``AutoencoderKL`` of diffusers' SD/SDXL tests (VAE factor 2)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+        sample_size=128,
+    )
+
+
+def _euler() -> Any:
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+
+
+def _sd_unet(in_channels: int = 4) -> Any:
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=in_channels,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+
+
+def _sd_parts(in_channels: int) -> dict[str, Any]:
+    tokenizer = tiny_clip_tokenizer()
+    return {
+        "unet": _sd_unet(in_channels),
+        "vae": _sd_vae(),
+        "text_encoder": tiny_clip_text(tokenizer),
+        "tokenizer": tokenizer,
+        "scheduler": _euler(),
+        "safety_checker": None,
+        "feature_extractor": None,
+        "requires_safety_checker": False,
+    }
+
+
+def build_tiny_sd_inpaint(path: PathLike, *, seed: int = 0) -> str:
+    """An inpainting checkpoint (``StableDiffusionInpaintPipeline``, 9-channel UNet): masked edits only."""
+    import torch
+    from diffusers import StableDiffusionInpaintPipeline
+
+    torch.manual_seed(seed)
+    return _save(StableDiffusionInpaintPipeline(**_sd_parts(9)), path)
+
+
+def build_tiny_pix2pix(path: PathLike, *, seed: int = 0) -> str:
+    """InstructPix2Pix (``StableDiffusionInstructPix2PixPipeline``, 8-channel UNet): edits only."""
+    import torch
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    torch.manual_seed(seed)
+    return _save(StableDiffusionInstructPix2PixPipeline(**_sd_parts(8)), path)
+
+
+def build_tiny_sdxl(path: PathLike, *, seed: int = 0) -> str:
+    """SDXL (``StableDiffusionXLPipeline``): two CLIP encoders, a text-time conditioned UNet."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    tokenizer = tiny_clip_tokenizer()
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,  # 6 * 8 + 32
+        cross_attention_dim=64,
+        norm_num_groups=1,
+    )
+    pipe = StableDiffusionXLPipeline(
+        unet=unet,
+        vae=_sd_vae(),
+        text_encoder=tiny_clip_text(tokenizer),
+        tokenizer=tokenizer,
+        text_encoder_2=tiny_clip_text(tokenizer, projection=True),
+        tokenizer_2=tokenizer,
+        scheduler=_euler(),
+    )
+    return _save(pipe, path)
+
+
+def build_tiny_sd3(path: PathLike, *, seed: int = 0) -> str:
+    """Stable Diffusion 3 (``StableDiffusion3Pipeline``): MMDiT, two CLIP encoders and T5."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    torch.manual_seed(seed)
+    tokenizer = tiny_clip_tokenizer()
+    t5_tokenizer, t5 = tiny_t5()
+    transformer = SD3Transformer2DModel(
+        sample_size=32,
+        patch_size=1,
+        in_channels=16,  # the real SD3 latent width: its inpainting pipeline needs 16 (or 33)
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=32,
+        pooled_projection_dim=64,
+        out_channels=16,
+    )
+    pipe = StableDiffusion3Pipeline(
+        transformer=transformer,
+        vae=_flat_vae(16),
+        text_encoder=tiny_clip_text(tokenizer, projection=True),
+        tokenizer=tokenizer,
+        text_encoder_2=tiny_clip_text(tokenizer, projection=True),
+        tokenizer_2=tokenizer,
+        text_encoder_3=t5,
+        tokenizer_3=t5_tokenizer,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+    )
+    return _save(pipe, path)
+
+
+def _flux_parts(in_channels: int, out_channels: Any, latent_channels: int) -> dict[str, Any]:
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+
+    tokenizer = tiny_clip_tokenizer()
+    t5_tokenizer, t5 = tiny_t5()
+    return {
+        "transformer": FluxTransformer2DModel(
+            patch_size=1,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            num_layers=1,
+            num_single_layers=1,
+            attention_head_dim=16,
+            num_attention_heads=2,
+            joint_attention_dim=32,
+            pooled_projection_dim=32,
+            axes_dims_rope=[4, 4, 8],
+        ),
+        "vae": _flat_vae(latent_channels),
+        "text_encoder": tiny_clip_text(tokenizer),
+        "tokenizer": tokenizer,
+        "text_encoder_2": t5,
+        "tokenizer_2": t5_tokenizer,
+        "scheduler": FlowMatchEulerDiscreteScheduler(),
+    }
+
+
+def build_tiny_flux_fill(path: PathLike, *, seed: int = 0) -> str:
+    """Flux Fill (``FluxFillPipeline``): the transformer also reads the mask and the masked image."""
+    import torch
+    from diffusers import FluxFillPipeline
+
+    torch.manual_seed(seed)
+    return _save(FluxFillPipeline(**_flux_parts(20, 8, 2)), path)
+
+
+def build_tiny_flux_kontext(path: PathLike, *, seed: int = 0) -> str:
+    """Flux Kontext (``FluxKontextPipeline``): text-to-image and reference editing on one model."""
+    import torch
+    from diffusers import FluxKontextPipeline
+
+    torch.manual_seed(seed)
+    pipe = FluxKontextPipeline(**_flux_parts(4, None, 1), image_encoder=None, feature_extractor=None)
+    return _save(pipe, path)
+
+
+def build_tiny_qwen_image(path: PathLike, *, seed: int = 0) -> str:
+    """Qwen-Image (``QwenImagePipeline``) with a tiny Qwen2.5-VL text encoder."""
+    import torch
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
+
+    from ._tiny_text import tiny_qwen25_vl
+
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = tiny_qwen25_vl()
+    z_dim = 4
+    pipe = QwenImagePipeline(
+        transformer=QwenImageTransformer2DModel(
+            patch_size=2,
+            in_channels=16,
+            out_channels=4,
+            num_layers=2,
+            attention_head_dim=16,
+            num_attention_heads=3,
+            joint_attention_dim=16,
+            guidance_embeds=False,
+            axes_dims_rope=(8, 4, 4),
+        ),
+        vae=AutoencoderKLQwenImage(
+            base_dim=z_dim * 6,
+            z_dim=z_dim,
+            dim_mult=[1, 2, 4],
+            num_res_blocks=1,
+            temperal_downsample=[False, True],
+            latents_mean=[0.0] * z_dim,
+            latents_std=[1.0] * z_dim,
+        ),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+    )
+    return _save(pipe, path)
+
+
+def build_tiny_pixart_sigma(path: PathLike, *, seed: int = 0) -> str:
+    """PixArt-Sigma (``PixArtSigmaPipeline``): DiT with a T5 encoder; resolution binning on 256 px bins."""
+    import torch
+    from diffusers import DDIMScheduler, PixArtSigmaPipeline, PixArtTransformer2DModel
+
+    torch.manual_seed(seed)
+    tokenizer, t5 = tiny_t5()
+    transformer = PixArtTransformer2DModel(
+        sample_size=32,  # 32 selects the 256 px aspect-ratio bins of the pipeline
+        num_layers=2,
+        patch_size=2,
+        attention_head_dim=8,
+        num_attention_heads=3,
+        caption_channels=32,
+        in_channels=4,
+        cross_attention_dim=24,
+        out_channels=8,
+        attention_bias=True,
+        activation_fn="gelu-approximate",
+        num_embeds_ada_norm=1000,
+        norm_type="ada_norm_single",
+        norm_elementwise_affine=False,
+        norm_eps=1e-6,
+    )
+    pipe = PixArtSigmaPipeline(
+        transformer=transformer,
+        vae=_sd_vae(),
+        text_encoder=t5,
+        tokenizer=tokenizer,
+        scheduler=DDIMScheduler(),
+    )
+    return _save(pipe, path)
+
+
+def build_tiny_sana(path: PathLike, *, seed: int = 0) -> str:
+    """Sana (``SanaPipeline``): linear-attention DiT (patch size 1), a DC-AE and a Gemma 2 encoder."""
+    import torch
+    from diffusers import AutoencoderDC, FlowMatchEulerDiscreteScheduler, SanaPipeline, SanaTransformer2DModel
+
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = tiny_gemma2()
+    transformer = SanaTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        out_channels=4,
+        num_layers=1,
+        num_attention_heads=2,
+        attention_head_dim=4,
+        num_cross_attention_heads=2,
+        cross_attention_head_dim=4,
+        cross_attention_dim=8,
+        caption_channels=8,
+        sample_size=16,  # 16 selects the 512 px aspect-ratio bins of the pipeline
+    )
+    vae = AutoencoderDC(
+        in_channels=3,
+        latent_channels=4,
+        attention_head_dim=2,
+        encoder_block_types=("ResBlock", "EfficientViTBlock"),
+        decoder_block_types=("ResBlock", "EfficientViTBlock"),
+        encoder_block_out_channels=(8, 8),
+        decoder_block_out_channels=(8, 8),
+        encoder_qkv_multiscales=((), (5,)),
+        decoder_qkv_multiscales=((), (5,)),
+        encoder_layers_per_block=(1, 1),
+        decoder_layers_per_block=[1, 1],
+        downsample_block_type="conv",
+        upsample_block_type="interpolate",
+        decoder_norm_types="rms_norm",
+        decoder_act_fns="silu",
+        scaling_factor=0.41407,
+    )
+    pipe = SanaPipeline(
+        transformer=transformer,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+    )
+    return _save(pipe, path)
+
+
+def build_tiny_lumina2(path: PathLike, *, seed: int = 0) -> str:
+    """Lumina Image 2.0 (``Lumina2Pipeline``): next-DiT with a Gemma 2 encoder."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, Lumina2Pipeline, Lumina2Transformer2DModel
+
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = tiny_gemma2()
+    transformer = Lumina2Transformer2DModel(
+        sample_size=4,
+        patch_size=2,
+        in_channels=4,
+        hidden_size=8,
+        num_layers=2,
+        num_attention_heads=1,
+        num_kv_heads=1,
+        multiple_of=16,
+        ffn_dim_multiplier=None,
+        norm_eps=1e-5,
+        scaling_factor=1.0,
+        axes_dim_rope=[4, 2, 2],
+        cap_feat_dim=8,
+    )
+    pipe = Lumina2Pipeline(
+        transformer=transformer,
+        vae=_flat_vae(4, blocks=4),  # Lumina2Pipeline assumes the real VAE factor, 8
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+    )
+    return _save(pipe, path)
+
+
+def build_tiny_cogview4(path: PathLike, *, seed: int = 0) -> str:
+    """CogView4 (``CogView4Pipeline``): DiT with a GLM encoder."""
+    import torch
+    from diffusers import CogView4Pipeline, CogView4Transformer2DModel, FlowMatchEulerDiscreteScheduler
+
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = tiny_glm()
+    transformer = CogView4Transformer2DModel(
+        patch_size=2,
+        in_channels=4,
+        num_layers=2,
+        attention_head_dim=4,
+        num_attention_heads=4,
+        out_channels=4,
+        text_embed_dim=32,
+        time_embed_dim=8,
+        condition_dim=4,
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        base_shift=0.25,
+        max_shift=0.75,
+        base_image_seq_len=256,
+        use_dynamic_shifting=True,
+        time_shift_type="linear",
+    )
+    pipe = CogView4Pipeline(
+        transformer=transformer,
+        vae=_sd_vae(),
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+    )
+    return _save(pipe, path)
+
+
+def build_tiny_kandinsky22(path: PathLike, *, seed: int = 0, inpaint: bool = False) -> str:
+    """Kandinsky 2.2 prior + decoder (``KandinskyV22CombinedPipeline``; ``inpaint``: the
+    ``KandinskyV22InpaintCombinedPipeline`` with a 9-channel inpainting decoder)."""
+    import torch
+    from diffusers import (
+        DDIMScheduler,
+        KandinskyV22CombinedPipeline,
+        KandinskyV22InpaintCombinedPipeline,
+        PriorTransformer,
+        UnCLIPScheduler,
+        UNet2DConditionModel,
+        VQModel,
+    )
+    from transformers import CLIPImageProcessor
+
+    torch.manual_seed(seed)
+    tokenizer = tiny_clip_tokenizer()
+    prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=32, num_layers=1)
+    prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))  # as diffusers' test does
+    unet = UNet2DConditionModel(
+        in_channels=9 if inpaint else 4,
+        out_channels=8,
+        addition_embed_type="image",
+        down_block_types=("ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"),
+        up_block_types=("SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"),
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        encoder_hid_dim=32,
+        encoder_hid_dim_type="image_proj",
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        resnet_time_scale_shift="scale_shift",
+        class_embed_type=None,
+    )
+    movq = VQModel(
+        block_out_channels=[32, 64],
+        down_block_types=["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+        in_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        norm_type="spatial",
+        num_vq_embeddings=12,
+        out_channels=3,
+        up_block_types=["AttnUpDecoderBlock2D", "UpDecoderBlock2D"],
+        vq_embed_dim=4,
+    )
+    cls = KandinskyV22InpaintCombinedPipeline if inpaint else KandinskyV22CombinedPipeline
+    pipe = cls(
+        unet=unet,
+        scheduler=DDIMScheduler(
+            num_train_timesteps=1000,
+            beta_schedule="linear",
+            beta_start=0.00085,
+            beta_end=0.012,
+            clip_sample=False,
+            set_alpha_to_one=False,
+            steps_offset=1,
+            prediction_type="epsilon",
+            thresholding=False,
+        ),
+        movq=movq,
+        prior_prior=prior,
+        prior_image_encoder=tiny_clip_vision(hidden=32, image_size=32, patch=4),
+        prior_text_encoder=tiny_clip_text(tokenizer, projection=True),
+        prior_tokenizer=tokenizer,
+        prior_scheduler=UnCLIPScheduler(
+            variance_type="fixed_small_log",
+            prediction_type="sample",
+            num_train_timesteps=1000,
+            clip_sample=True,
+            clip_sample_range=10.0,
+        ),
+        prior_image_processor=CLIPImageProcessor(crop_size=32, size=32),
+    )
+    return _save(pipe, path)
