@@ -471,7 +471,7 @@ def derive_pipeline(entry: LoadedModel, variant: str) -> Any:
             task=_VARIANT_TASK.get(variant, variant),
             supported=list(entry.family.tasks or ()),
         )
-    if target == SELF or target == base_name:
+    if target in (SELF, base_name):
         pipe = base
     else:
         diffusers = import_diffusers()

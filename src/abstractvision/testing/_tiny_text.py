@@ -110,7 +110,7 @@ def tiny_gemma2(*, hidden: int = 8, head_dim: int = 4, layers: int = 2) -> tuple
     from transformers import Gemma2Config, Gemma2Model
 
     tokenizer = byte_tokenizer(model_max_length=512)
-    config = Gemma2Config(
+    config = Gemma2Config(  # type: ignore[call-arg]
         head_dim=head_dim,
         hidden_size=hidden,
         intermediate_size=16,
@@ -152,7 +152,7 @@ def tiny_qwen25_vl(*, hidden: int = 16) -> tuple[Any, Any]:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     tokenizer = byte_tokenizer(model_max_length=1024)
-    config = Qwen2_5_VLConfig(
+    config = Qwen2_5_VLConfig(  # type: ignore[call-arg]
         text_config={
             "hidden_size": hidden,
             "intermediate_size": hidden,

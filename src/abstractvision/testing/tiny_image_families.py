@@ -464,7 +464,7 @@ def build_tiny_kandinsky22(path: PathLike, *, seed: int = 0, inpaint: bool = Fal
     torch.manual_seed(seed)
     tokenizer = tiny_clip_tokenizer()
     prior = PriorTransformer(num_attention_heads=2, attention_head_dim=12, embedding_dim=32, num_layers=1)
-    prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))  # as diffusers' test does
+    prior.clip_std = torch.nn.Parameter(torch.ones(prior.clip_std.shape))  # type: ignore[attr-defined]
     unet = UNet2DConditionModel(
         in_channels=9 if inpaint else 4,
         out_channels=8,
