@@ -370,7 +370,9 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         out = []
         for model_id in dict.fromkeys(ids):
             entry = loaded.get(model_id)
-            family = entry.family if entry else folder_family(model_id, cache_dir=c.cache_dir, revision=c.revision)
+            family = (
+                entry.family if entry else folder_family(model_id, cache_dir=c.cache_dir, revision=c.revision)
+            )
             class_name = type(entry.pipe).__name__ if entry else family.pipeline_class
             tasks = tuple(family.tasks or ())
             if task is not None and task not in tasks:

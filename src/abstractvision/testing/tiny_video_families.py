@@ -152,9 +152,8 @@ def build_tiny_mochi(path: PathLike, *, seed: int = 0) -> str:
         activation_fn="swiglu",
         max_sequence_length=16,
     )
-    transformer.pos_frequencies.data = transformer.pos_frequencies.new_full(
-        transformer.pos_frequencies.shape, 0
-    )
+    freqs = transformer.pos_frequencies  # type: ignore[attr-defined]
+    freqs.data = freqs.new_full(freqs.shape, 0)  # as diffusers' test does
     vae = AutoencoderKLMochi(
         latent_channels=12,
         out_channels=3,
