@@ -104,6 +104,9 @@ OWN_FAMILIES: dict[str, FamilyRule] = {
         size="max_area",
         note="reference editing",
     ),
+    # image families whose edit variants exist in diffusers but not in its AutoPipeline tables
+    # (ChromaInpaintPipeline is left out: in diffusers 0.42 it reads a config key Chroma lacks)
+    "ChromaPipeline": FamilyRule({"text2img": SELF, "img2img": "ChromaImg2ImgPipeline"}),
     # video pairs sharing weights
     "LTXPipeline": FamilyRule({"text_to_video": SELF, "image_to_video": "LTXImageToVideoPipeline"}),
     "LTXImageToVideoPipeline": FamilyRule({"text_to_video": "LTXPipeline", "image_to_video": SELF}),

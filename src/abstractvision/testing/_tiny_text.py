@@ -19,6 +19,7 @@ __all__ = [
     "tiny_gemma2",
     "tiny_glm",
     "tiny_qwen25_vl",
+    "tiny_qwen3",
     "tiny_t5",
 ]
 
@@ -174,3 +175,29 @@ def tiny_qwen25_vl(*, hidden: int = 16) -> tuple[Any, Any]:
         vocab_size=BYTE_VOCAB,
     )
     return tokenizer, Qwen2_5_VLForConditionalGeneration(config).eval()
+
+
+#: a minimal chat template: what Qwen3-based pipelines (Z-Image) format prompts with
+_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def tiny_qwen3(*, hidden: int = 16) -> tuple[Any, Any]:
+    """(tokenizer with a chat template, ``Qwen3Model``) as Z-Image uses (diffusers' test config)."""
+    from transformers import Qwen3Config, Qwen3Model
+
+    tokenizer = byte_tokenizer(model_max_length=512)
+    tokenizer.chat_template = _CHAT_TEMPLATE
+    config = Qwen3Config(
+        hidden_size=hidden,
+        intermediate_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=BYTE_VOCAB,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return tokenizer, Qwen3Model(config)

@@ -17,6 +17,7 @@ from typing import Any, Union
 from ._tiny_text import tiny_clip_text, tiny_clip_tokenizer, tiny_clip_vision, tiny_gemma2, tiny_glm, tiny_t5
 
 __all__ = [
+    "build_tiny_chroma",
     "build_tiny_cogview4",
     "build_tiny_flux_fill",
     "build_tiny_flux_kontext",
@@ -29,6 +30,7 @@ __all__ = [
     "build_tiny_sd3",
     "build_tiny_sd_inpaint",
     "build_tiny_sdxl",
+    "build_tiny_z_image",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -521,5 +523,87 @@ def build_tiny_kandinsky22(path: PathLike, *, seed: int = 0, inpaint: bool = Fal
             clip_sample_range=10.0,
         ),
         prior_image_processor=CLIPImageProcessor(crop_size=32, size=32),
+    )
+    return _save(pipe, path)
+
+
+def build_tiny_chroma(path: PathLike, *, seed: int = 0) -> str:
+    """Chroma (``ChromaPipeline``): a Flux-schnell derivative with a T5 encoder only and real CFG."""
+    import torch
+    from diffusers import ChromaPipeline, ChromaTransformer2DModel, FlowMatchEulerDiscreteScheduler
+
+    torch.manual_seed(seed)
+    tokenizer, t5 = tiny_t5()
+    transformer = ChromaTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        axes_dims_rope=[4, 4, 8],
+        approximator_hidden_dim=32,
+        approximator_layers=1,
+        approximator_num_channels=16,
+    )
+    pipe = ChromaPipeline(
+        transformer=transformer,
+        vae=_flat_vae(1),
+        text_encoder=t5.eval(),
+        tokenizer=tokenizer,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+    )
+    return _save(pipe, path)
+
+
+def build_tiny_z_image(path: PathLike, *, seed: int = 0) -> str:
+    """Z-Image (``ZImagePipeline``): single-stream DiT with a Qwen3 encoder; img2img/inpaint share it."""
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
+
+    from ._tiny_text import tiny_qwen3
+
+    torch.manual_seed(seed)
+    transformer = ZImageTransformer2DModel(
+        all_patch_size=(2,),
+        all_f_patch_size=(1,),
+        in_channels=16,
+        dim=32,
+        n_layers=2,
+        n_refiner_layers=1,
+        n_heads=2,
+        n_kv_heads=2,
+        norm_eps=1e-5,
+        qk_norm=True,
+        cap_feat_dim=16,
+        rope_theta=256.0,
+        t_scale=1000.0,
+        axes_dims=[8, 4, 4],
+        axes_lens=[256, 32, 32],
+    )
+    with torch.no_grad():  # as diffusers' test does: random pad tokens can overflow
+        transformer.x_pad_token.copy_(torch.ones_like(transformer.x_pad_token.data))
+        transformer.cap_pad_token.copy_(torch.ones_like(transformer.cap_pad_token.data))
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        up_block_types=["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        block_out_channels=[32, 64],
+        layers_per_block=1,
+        latent_channels=16,
+        norm_num_groups=32,
+        sample_size=32,
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
+    )
+    tokenizer, text_encoder = tiny_qwen3()
+    pipe = ZImagePipeline(
+        transformer=transformer,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
     )
     return _save(pipe, path)

@@ -34,6 +34,8 @@ IMAGE_FAMILIES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "sana": ((T2I,), "no", "SanaPipeline"),
     "lumina2": ((T2I,), "no", "Lumina2Pipeline"),
     "cogview4": ((T2I,), "no", "CogView4Pipeline"),
+    "chroma": ((T2I, I2I), "no", "ChromaPipeline"),
+    "z_image": ((T2I, I2I), "yes", "ZImagePipeline"),
     "kandinsky22": ((T2I, I2I), "no", "KandinskyV22CombinedPipeline"),
     "kandinsky22_inpaint": ((I2I,), "required", "KandinskyV22InpaintCombinedPipeline"),
 }
