@@ -11,11 +11,15 @@
 (``allow_download=False``): weights must already be on disk, and a missing model fails with
 a :class:`~abstractvision.errors.ModelLoadError` that says how to pre-download it.
 
-Tasks follow the loaded pipeline family: image models (Stable Diffusion, SDXL, Flux, ...)
-do ``text_to_image`` and ``image_to_image`` (inpainting with a mask), switching variants
-with ``from_pipe`` on the same weights; video pipelines (Wan, LTX-Video, CogVideoX, ...)
-do ``text_to_video`` / ``image_to_video`` and return H.264 MP4; an upscaler pipeline (the
-SD x4 upscaler, as ``model_id`` or ``upscaler_model_id``) does ``image_upscale``.
+Tasks follow the loaded pipeline family (see :mod:`._diffusers_families`): image models
+(Stable Diffusion, SDXL, Flux, ...) do ``text_to_image`` and ``image_to_image`` (inpainting
+with a mask), switching variants with ``from_pipe`` on the same weights; edit-only, fill-only
+and Kontext-style families expose exactly what they can run; video pipelines (Wan, LTX-Video,
+CogVideoX, Mochi, SVD, ...) do ``text_to_video`` / ``image_to_video`` and return H.264 MP4;
+an upscaler pipeline (the SD x4 upscaler, as ``model_id`` or ``upscaler_model_id``) does
+``image_upscale``. Sizes follow the model's own rule; an output of another size carries
+``size_adjusted`` in its metadata and a parameter the pipeline has no use for is listed in
+``ignored_parameters``.
 torch and diffusers are imported on first use, never at module import.
 """
 

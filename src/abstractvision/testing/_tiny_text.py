@@ -18,8 +18,8 @@ __all__ = [
     "tiny_clip_vision",
     "tiny_gemma2",
     "tiny_glm",
-    "tiny_qwen25_vl",
     "tiny_qwen3",
+    "tiny_qwen25_vl",
     "tiny_t5",
 ]
 

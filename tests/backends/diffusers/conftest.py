@@ -117,7 +117,12 @@ def tiny_family(tiny_root: str) -> Any:
     Names are builder suffixes in :mod:`abstractvision.testing` (``"sdxl"`` ->
     ``build_tiny_sdxl``); ``"kandinsky22_inpaint"`` is the inpainting Kandinsky 2.2.
     """
-    from abstractvision.testing import tiny_diffusers, tiny_image_families, tiny_video_families
+    from abstractvision.testing import (
+        tiny_diffusers,
+        tiny_image_families,
+        tiny_unet_families,
+        tiny_video_families,
+    )
 
     built: dict[str, str] = {}
 
@@ -125,9 +130,9 @@ def tiny_family(tiny_root: str) -> Any:
         if name not in built:
             folder = os.path.join(tiny_root, f"family-{name}")
             if name == "kandinsky22_inpaint":
-                built[name] = tiny_image_families.build_tiny_kandinsky22(folder, inpaint=True)
+                built[name] = tiny_unet_families.build_tiny_kandinsky22(folder, inpaint=True)
             else:
-                for module in (tiny_image_families, tiny_video_families, tiny_diffusers):
+                for module in (tiny_image_families, tiny_unet_families, tiny_video_families, tiny_diffusers):
                     builder = getattr(module, f"build_tiny_{name}", None)
                     if builder is not None:
                         built[name] = builder(folder)
