@@ -395,8 +395,8 @@ def build_tiny_z_image(path: PathLike, *, seed: int = 0) -> str:
         axes_lens=[256, 32, 32],
     )
     with torch.no_grad():  # as diffusers' test does: random pad tokens can overflow
-        transformer.x_pad_token.copy_(torch.ones_like(transformer.x_pad_token.data))
-        transformer.cap_pad_token.copy_(torch.ones_like(transformer.cap_pad_token.data))
+        for token in (transformer.x_pad_token, transformer.cap_pad_token):  # type: ignore[attr-defined]
+            token.copy_(torch.ones_like(token.data))
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
