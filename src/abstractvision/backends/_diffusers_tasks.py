@@ -81,10 +81,11 @@ def run_images(
         )
         prepare_for_call(entry, pipe)
         call = PipelineCall.build(pipe, task, planned, request.extra)
+        ignored: dict[str, str] = {}
         call.set("prompt", request.prompt)
-        call.set("negative_prompt", request.negative_prompt, public="negative_prompt")
+        _set_or_ignore(call, "negative_prompt", request.negative_prompt, ignored)
         call.set("num_inference_steps", request.steps, public="steps")
-        call.set("guidance_scale", request.guidance_scale, public="guidance_scale")
+        _set_or_ignore(call, "guidance_scale", request.guidance_scale, ignored)
         width, height, adjusted = request.width, request.height, None
         multiple = size_multiple(pipe)
         _check_multiple(pipe, width, height, multiple)
@@ -102,7 +103,7 @@ def run_images(
                 mask = mask.resize((width, height), _lanczos()) if mask is not None else None
             call.set("image", image)
             call.set("mask_image", mask, public="mask")
-            call.set("strength", request.strength, public="strength")
+            _set_or_ignore(call, "strength", request.strength, ignored)
             _check_denoising_steps(call)
         if call.accepts("width") or not isinstance(request, ImageEditRequest):
             call.set("width", width, public="width")
@@ -145,6 +146,8 @@ def run_images(
     if loras:
         params["lora_adapters"] = loras
     honest = _size_report(pipe, request.width, request.height, width, height, images[0].size)
+    if ignored:
+        honest["ignored_parameters"] = ignored
     timings = {"load_s": load_s, "inference_s": outcome.inference_s, "encode_s": encode_s}
     return [
         GeneratedAsset(
@@ -164,6 +167,28 @@ def run_images(
         )
         for seed, data in zip(planned, encoded, strict=True)
     ]
+
+
+def _set_or_ignore(call: Any, name: str, value: Any, ignored: dict[str, str]) -> None:
+    """Pass a first-class parameter, or record why it was not applied when the pipeline has none.
+
+    Model-agnostic code sends the same call to every family: a prompt to Stable Video Diffusion
+    (no text conditioning), a strength to Kontext or InstructPix2Pix (they edit from the input
+    as a reference). Those are accepted and reported in ``ignored_parameters``, never claimed
+    as applied; ``extra`` keys a pipeline does not take are still refused.
+    """
+    if value is None:
+        return
+    if call.accepts(name):
+        call.set(name, value, public=name)
+        return
+    cls = type(call.pipe).__name__
+    ignored[name] = {
+        "prompt": f"{cls} has no text conditioning; the prompt was not used",
+        "negative_prompt": f"{cls} takes no negative prompt; it was not used",
+        "strength": f"{cls} takes no strength (the input image conditions the edit as a whole); not applied",
+        "guidance_scale": f"{cls} takes no guidance_scale; not applied",
+    }.get(name, f"{cls} takes no {name}; not applied")
 
 
 def _check_denoising_steps(call: Any) -> None:
@@ -293,14 +318,11 @@ def run_video(
                 # animate at the input's size (fitted to the model's grid), not the pipeline's default
                 width, height = _fit_to_multiple(image.size, _video_multiple(pipe) or 16)
         ignored: dict[str, str] = {}
-        for name, value in (("prompt", request.prompt), ("negative_prompt", request.negative_prompt)):
-            if value is not None and not call.accepts(name):
-                # e.g. Stable Video Diffusion: image-only conditioning; accepted, reported, not applied
-                ignored[name] = f"{type(pipe).__name__} has no text conditioning; the {name} was not used"
-            else:
-                call.set(name, value, public=name)
+        # e.g. Stable Video Diffusion: image-only conditioning; the prompt is accepted, reported, not applied
+        _set_or_ignore(call, "prompt", request.prompt, ignored)
+        _set_or_ignore(call, "negative_prompt", request.negative_prompt, ignored)
         call.set("num_inference_steps", request.steps, public="steps")
-        call.set("guidance_scale", request.guidance_scale, public="guidance_scale")
+        _set_or_ignore(call, "guidance_scale", request.guidance_scale, ignored)
         _check_video_shape(pipe, width, height, request.num_frames)
         call.set("width", width, public="width")
         call.set("height", height, public="height")

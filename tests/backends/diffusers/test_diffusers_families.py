@@ -189,7 +189,31 @@ def test_instruct_pix2pix_edits(tiny_family: Any, make_manager: Any) -> None:
     edited = vm.edit_image("turn it blue", _png((48, 32)), steps=2, seed=2)
     assert edited.metadata["pipeline"] == "StableDiffusionInstructPix2PixPipeline"
     assert edited.to_pil().size == (48, 32)
-    assert "strength" not in edited.metadata["parameters"]  # the pipeline has no strength
+    assert "ignored_parameters" not in edited.metadata
+    # model-agnostic code passes a strength: accepted, reported, not applied
+    same = vm.edit_image("turn it blue", _png((48, 32)), steps=2, seed=2, strength=0.6)
+    assert same.metadata["ignored_parameters"]["strength"].startswith(
+        "StableDiffusionInstructPix2PixPipeline takes no strength"
+    )
+    assert same.to_pil().tobytes() == edited.to_pil().tobytes()  # indeed not applied
+
+
+def test_multi_view_orchestrates_on_a_reference_editing_model(tiny_family: Any, make_manager: Any) -> None:
+    """Kontext has no strength: the orchestrated views' strength is reported, not applied."""
+    vm = make_manager(tiny_family("flux_kontext"))
+    views = vm.generate_angles(
+        "a red chair",
+        angles=["front", "side"],
+        width=32,
+        height=32,
+        steps=2,
+        seed=4,
+        extra={"_auto_resize": False},
+    )
+    assert views.strategy == "orchestrated" and [v.metadata["angle"] for v in views] == ["front", "side"]
+    assert views[1].metadata["pipeline"] == "FluxKontextPipeline"
+    assert "strength" in views[1].metadata["ignored_parameters"]
+    assert all(v.to_pil().size == (32, 32) for v in views)
 
 
 def test_sana_size_rule_comes_from_the_patch_size(tiny_family: Any, make_manager: Any) -> None:
