@@ -320,3 +320,23 @@ def test_missing_component_package_names_what_to_install(
     ) as info:
         make_backend(str(folder)).preload()
     assert "upgrade" not in str(info.value).lower()
+
+
+def test_import_errors_name_the_package_to_install() -> None:
+    """The ImportError transformers raises for a class whose backend is missing maps to the package."""
+    import importlib.util
+
+    import transformers
+
+    from abstractvision.backends._diffusers_models import missing_package
+
+    if importlib.util.find_spec("torchvision") is not None:
+        pytest.skip("torchvision is installed here: the failure cannot be reproduced")
+    with pytest.raises(ImportError) as info:
+        transformers.Qwen2VLImageProcessorFast()
+    assert missing_package(info.value) == "torchvision"
+    assert missing_package(ModuleNotFoundError("No module named 'sentencepiece'", name="sentencepiece")) == (
+        "sentencepiece"
+    )
+    # diffusers' or transformers' own modules are a version problem, not a package to install
+    assert missing_package(ModuleNotFoundError("x", name="diffusers.pipelines.nothing")) is None
