@@ -63,6 +63,7 @@ class ParamSpec:
     min: Optional[float] = None
     max: Optional[float] = None
     multiple_of: Optional[int] = None
+    offset: Optional[int] = None
     enum: Optional[tuple[Any, ...]] = None
     description: str = ""
 
@@ -83,7 +84,9 @@ class ParamSpec:
             return f"'{self.name}'={value!r} is below the minimum {self.min:g}"
         if numeric and self.max is not None and value > self.max:
             return f"'{self.name}'={value!r} is above the maximum {self.max:g}"
-        if numeric and self.multiple_of and value % self.multiple_of != 0:
+        if numeric and self.multiple_of and (value - (self.offset or 0)) % self.multiple_of != 0:
+            if self.offset:
+                return f"'{self.name}'={value!r} must be {self.multiple_of}k+{self.offset}"
             return f"'{self.name}'={value!r} must be a multiple of {self.multiple_of}"
         return None
 
@@ -93,7 +96,7 @@ class ParamSpec:
             out["supported"] = False
         if self.has_default:
             out["default"] = self.default
-        for key in ("min", "max", "multiple_of"):
+        for key in ("min", "max", "multiple_of", "offset"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.enum is not None:
@@ -145,18 +148,34 @@ class VisionModelSpec:
     family: str = ""
     backends: tuple[str, ...] = ()
     aliases: tuple[str, ...] = field(default=())
+    #: where the entry's facts come from (model card, API reference)
+    source: str = ""
+    #: the pipeline class in the model's ``model_index.json`` (Diffusers models)
+    diffusers_pipeline: Optional[str] = None
+    #: StableDiffusionCppBackendConfig field -> the file it needs (sd.cpp models)
+    sdcpp_components: dict[str, str] = field(default_factory=dict)
+    #: what runs the model when no built-in backend does
+    runs_with: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "model_id": self.model_id,
             "provider": self.provider,
             "family": self.family,
             "license": self.license,
+            "source": self.source,
             "backends": list(self.backends),
             "aliases": list(self.aliases),
             "notes": self.notes,
             "tasks": {k: v.to_dict() for k, v in self.tasks.items()},
         }
+        if self.diffusers_pipeline:
+            out["diffusers_pipeline"] = self.diffusers_pipeline
+        if self.sdcpp_components:
+            out["sdcpp"] = {"components": dict(self.sdcpp_components)}
+        if self.runs_with:
+            out["runs_with"] = self.runs_with
+        return out
 
 
 def _read_asset(name: str) -> Any:
@@ -174,12 +193,17 @@ def load_schema() -> dict[str, Any]:
 @functools.lru_cache(maxsize=1)
 def _packaged_document() -> dict[str, Any]:
     doc = _read_asset(_ASSET)
-    validate_capabilities_document(doc, source="packaged registry")
+    validate_capabilities_document(doc, source="packaged registry", strict=True)
     return doc
 
 
-def validate_capabilities_document(doc: Any, *, source: str = "registry") -> None:
+def validate_capabilities_document(doc: Any, *, source: str = "registry", strict: bool = False) -> None:
     """Validate a registry document: JSON Schema plus cross-references.
+
+    ``strict`` (the packaged registry) also requires what the project promises of every
+    entry: a cited ``source``; a ``diffusers_pipeline`` for models the Diffusers backend
+    runs; the ``sdcpp`` components for models the stable-diffusion.cpp backend runs; and
+    ``runs_with`` for models no built-in backend runs.
 
     Raises :class:`CapabilityRegistryError` listing every problem with its JSON path.
     """
@@ -188,6 +212,8 @@ def validate_capabilities_document(doc: Any, *, source: str = "registry") -> Non
         tasks = doc["tasks"]
         models = doc["models"]
         for model_id, model in models.items():
+            if strict:
+                problems.extend(_strict_problems(f"$['models'][{model_id!r}]", model))
             for task, spec in model["tasks"].items():
                 where = f"$['models'][{model_id!r}]['tasks'][{task!r}]"
                 if task not in tasks:
@@ -205,11 +231,27 @@ def validate_capabilities_document(doc: Any, *, source: str = "registry") -> Non
         raise CapabilityRegistryError(f"Invalid capability {source}:\n  - {shown}{more}")
 
 
+def _strict_problems(where: str, model: dict[str, Any]) -> list[str]:
+    out = []
+    backends = model.get("backends") or []
+    if not model.get("source"):
+        out.append(f"{where}: no 'source' (cite the model card or API reference)")
+    if "diffusers" in backends and not model.get("diffusers_pipeline"):
+        out.append(f"{where}: runs on 'diffusers' but names no 'diffusers_pipeline'")
+    if "sdcpp" in backends and not (model.get("sdcpp") or {}).get("components"):
+        out.append(f"{where}: runs on 'sdcpp' but lists no 'sdcpp' components")
+    if not backends and not model.get("runs_with"):
+        out.append(f"{where}: no built-in backend runs it, so it must say what does ('runs_with')")
+    return out
+
+
 def _param_problems(where: str, name: str, param: dict[str, Any]) -> list[str]:
     out = []
     lo, hi = param.get("min"), param.get("max")
     if lo is not None and hi is not None and lo > hi:
         out.append(f"{where}: min {lo} is greater than max {hi}")
+    if param.get("offset") is not None and not param.get("multiple_of"):
+        out.append(f"{where}: 'offset' needs 'multiple_of'")
     if "default" in param and param["default"] is not None:
         spec = _param_spec(name, param)
         why = spec.violation(param["default"]) if spec.supported else None
@@ -229,6 +271,7 @@ def _param_spec(name: str, raw: Mapping[str, Any]) -> ParamSpec:
         min=raw.get("min"),
         max=raw.get("max"),
         multiple_of=raw.get("multiple_of"),
+        offset=raw.get("offset"),
         enum=tuple(enum) if enum is not None else None,
         description=str(raw.get("description", "")),
     )
@@ -342,6 +385,10 @@ class VisionModelCapabilitiesRegistry:
             family=raw.get("family", ""),
             backends=tuple(raw.get("backends", ())),
             aliases=tuple(raw.get("aliases", ())),
+            source=raw.get("source", ""),
+            diffusers_pipeline=raw.get("diffusers_pipeline"),
+            sdcpp_components=dict((raw.get("sdcpp") or {}).get("components") or {}),
+            runs_with=raw.get("runs_with", ""),
         )
 
     # -- tasks ------------------------------------------------------------------------

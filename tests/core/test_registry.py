@@ -125,7 +125,7 @@ def test_registry_content_covers_the_real_model_families():
         assert tasks <= set(reg.get(model_id).tasks), model_id
     assert reg.models_for_task("multi_view_image"), "at least one multi-view model"
     for model_id in reg.list_models():
-        assert "http" in reg.get(model_id).notes, f"{model_id}: notes must cite a source"
+        assert reg.get(model_id).source.startswith("https://"), f"{model_id}: must cite a source"
     assert "dall-e-3" not in reg.models_for_task("image_to_image")
     assert reg.defaults("runwayml/stable-diffusion-v1-5", "text_to_image")["width"] == 512
     assert reg.defaults("black-forest-labs/FLUX.1-schnell", "text_to_image")["steps"] == 4
@@ -224,3 +224,209 @@ def test_to_dict_is_json_safe():
     reg = VisionModelCapabilitiesRegistry()
     for model_id in reg.list_models():
         json.dumps(reg.to_dict(model_id))
+
+
+# -- issue 17: the registry covers the field, and every claim maps to something that runs ---------
+
+#: Every model id of the peer library's registry (abstractvision 0.3.34 on PyPI), except its
+#: Apple-MLX-only entries (prism-ml/bonsai-image-ternary-4B-mlx-2bit and the briaai/FIBO family).
+PEER_0_3_34 = [
+    "baidu/ERNIE-Image",
+    "baidu/ERNIE-Image-Turbo",
+    "black-forest-labs/FLUX.1-dev",
+    "black-forest-labs/FLUX.1-schnell",
+    "black-forest-labs/FLUX.2-dev",
+    "black-forest-labs/FLUX.1-Kontext-dev",
+    "black-forest-labs/FLUX.1-Canny-dev",
+    "black-forest-labs/FLUX.1-Depth-dev",
+    "black-forest-labs/FLUX.1-Fill-dev",
+    "black-forest-labs/FLUX.1-Krea-dev",
+    "black-forest-labs/FLUX.2-klein-4B",
+    "black-forest-labs/FLUX.2-klein-base-4B",
+    "black-forest-labs/FLUX.2-klein-9B",
+    "black-forest-labs/FLUX.2-klein-base-9B",
+    "genmo/mochi-1-preview",
+    "Lightricks/LTX-2",
+    "playgroundai/playground-v2-1024px-aesthetic",
+    "playgroundai/playground-v2.5-1024px-aesthetic",
+    "Qwen/Qwen-Image",
+    "Qwen/Qwen-Image-2512",
+    "Qwen/Qwen-Image-Edit",
+    "Qwen/Qwen-Image-Edit-2509",
+    "Qwen/Qwen-Image-Edit-2511",
+    "timbrooks/instruct-pix2pix",
+    "diffusers/sdxl-instructpix2pix-768",
+    "CompVis/stable-diffusion-v1-4",
+    "runwayml/stable-diffusion-v1-5",
+    "runwayml/stable-diffusion-inpainting",
+    "stabilityai/sd-turbo",
+    "stabilityai/sdxl-turbo",
+    "stabilityai/stable-cascade",
+    "stabilityai/stable-diffusion-x4-upscaler",
+    "stabilityai/stable-diffusion-3-medium-diffusers",
+    "stabilityai/stable-diffusion-3.5-large",
+    "stabilityai/stable-diffusion-3.5-large-turbo",
+    "stabilityai/stable-diffusion-3.5-medium",
+    "stabilityai/stable-diffusion-xl-base-1.0",
+    "stabilityai/stable-diffusion-xl-refiner-1.0",
+    "diffusers/stable-diffusion-xl-1.0-inpainting-0.1",
+    "tencent/HunyuanImage-3.0",
+    "tencent/HunyuanImage-3.0-Instruct",
+    "tencent/HunyuanImage-3.0-Instruct-Distil",
+    "tencent/HunyuanVideo-1.5",
+    "Tongyi-MAI/Z-Image",
+    "Tongyi-MAI/Z-Image-Turbo",
+    "Wan-AI/Wan2.2-T2V-A14B",
+    "Wan-AI/Wan2.2-I2V-A14B",
+    "zai-org/GLM-Image",
+    "HiDream-ai/HiDream-I1-Full",
+    "Kwai-Kolors/Kolors-diffusers",
+    "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS",
+    "Alpha-VLLM/Lumina-Image-2.0",
+    "HiDream-ai/HiDream-O1-Image",
+    "Shitao/OmniGen-v1-diffusers",
+    "black-forest-labs/FLUX.2-klein-9b-kv",
+    "ByteDance-Seed/SeedVR2-3B",
+    "ByteDance-Seed/SeedVR2-7B",
+    "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+    "stabilityai/stable-video-diffusion-img2vid-xt-1-1",
+    "zai-org/CogVideoX-2b",
+    "zai-org/CogVideoX1.5-5B",
+    "zai-org/CogVideoX1.5-5B-I2V",
+    "zai-org/CogView4-6B",
+]
+
+#: Current families issue 17 names, each by one model id of the family.
+CURRENT_FAMILIES = {
+    "black-forest-labs/FLUX.1-Fill-dev": "flux-1-fill",
+    "black-forest-labs/FLUX.1-Kontext-dev": "flux-1-kontext",
+    "black-forest-labs/FLUX.1-Krea-dev": "flux-1",
+    "lodestones/Chroma1-HD": "chroma",
+    "HiDream-ai/HiDream-I1-Full": "hidream",
+    "Efficient-Large-Model/Sana_1600M_1024px_diffusers": "sana",
+    "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS": "pixart",
+    "Alpha-VLLM/Lumina-Image-2.0": "lumina",
+    "zai-org/CogView4-6B": "cogview",
+    "Kwai-Kolors/Kolors-diffusers": "kolors",
+    "playgroundai/playground-v2.5-1024px-aesthetic": "playground",
+    "stabilityai/sdxl-turbo": "stable-diffusion-xl",
+    "stabilityai/sd-turbo": "stable-diffusion-2",
+    "stabilityai/stable-diffusion-3-medium-diffusers": "stable-diffusion-3",
+    "hunyuanvideo-community/HunyuanVideo": "hunyuan-video",
+    "genmo/mochi-1-preview": "mochi",
+    "Lightricks/LTX-Video": "ltx-video",
+    "stabilityai/stable-video-diffusion-img2vid-xt-1-1": "stable-video-diffusion",
+    "ByteDance-Seed/SeedVR2-3B": "seedvr2",
+    "sora-2": "sora",
+    "sora-2-pro": "sora",
+    "gpt-image-1": "gpt-image",
+}
+
+
+def test_registry_covers_the_peer_registry_and_the_current_families():
+    reg = VisionModelCapabilitiesRegistry()
+    assert len(PEER_0_3_34) == 63  # 68 entries less 5 MLX-only ones
+    missing = [model_id for model_id in PEER_0_3_34 if model_id not in reg]
+    assert not missing, f"peer models missing from the registry: {missing}"
+    for model_id, family in CURRENT_FAMILIES.items():
+        assert reg.get(model_id).family == family, model_id
+
+
+def test_every_entry_cites_a_source_and_has_license_tasks_and_defaults():
+    reg = VisionModelCapabilitiesRegistry()
+    for model_id in reg.list_models():
+        spec = reg.get(model_id)
+        assert spec.source.startswith("https://"), model_id
+        assert spec.license and spec.tasks and spec.notes, model_id
+        for task, tspec in spec.tasks.items():
+            if spec.provider == "huggingface" and task != "multi_view_image":
+                assert tspec.defaults(), f"{model_id} {task}: no defaults"
+        assert spec.backends or spec.runs_with, f"{model_id}: says neither which backend nor what runs it"
+
+
+def test_each_diffusers_entry_maps_to_a_pipeline_class_and_its_tasks_run():
+    """Each Diffusers entry names a class diffusers has, and the backend's family table gives
+    that class (at least) the tasks and mask handling the registry claims."""
+    diffusers = pytest.importorskip("diffusers")
+    from abstractvision.backends._diffusers_families import classify_pipeline
+
+    reg = VisionModelCapabilitiesRegistry()
+    checked = 0
+    for model_id in reg.list_models(backend="diffusers"):
+        spec = reg.get(model_id)
+        assert spec.diffusers_pipeline and hasattr(diffusers, spec.diffusers_pipeline), model_id
+        # the published model_index.json of Wan 2.2 TI2V sets expand_timesteps
+        index = {"expand_timesteps": True} if "TI2V" in model_id else {}
+        family = classify_pipeline(spec.diffusers_pipeline, index=index)
+        assert set(spec.tasks) <= set(family.tasks or ()), (model_id, family.tasks)
+        for tspec in spec.tasks.values():
+            if "mask" in tspec.inputs:
+                assert family.supports_mask, model_id
+            mask = tspec.params.get("mask")
+            if mask is not None and mask.required:
+                assert family.mask_required or "Inpaint" in spec.diffusers_pipeline, model_id
+        checked += 1
+    assert checked >= 60
+
+
+def test_sdcpp_entries_name_their_components_as_config_fields():
+    from dataclasses import fields
+
+    from abstractvision.backends.stable_diffusion_cpp import StableDiffusionCppBackendConfig
+
+    names = {f.name for f in fields(StableDiffusionCppBackendConfig)}
+    reg = VisionModelCapabilitiesRegistry()
+    sdcpp = reg.list_models(backend="sdcpp")
+    assert len(sdcpp) >= 25
+    for model_id in sdcpp:
+        components = reg.get(model_id).sdcpp_components
+        assert components and set(components) <= names, model_id
+        assert {"model", "diffusion_model"} & set(components), f"{model_id}: no weights file"
+
+
+def test_models_no_builtin_backend_runs_say_what_does():
+    reg = VisionModelCapabilitiesRegistry()
+    for model_id in ("sudo-ai/zero123plus-v1.2", "huanngzh/mv-adapter", "ByteDance-Seed/SeedVR2-7B"):
+        spec = reg.get(model_id)
+        assert spec.backends == () and spec.runs_with, model_id
+    assert "custom VisionBackend" in reg.get("sudo-ai/zero123plus-v1.2").runs_with
+    assert not set(reg.list_models(backend="diffusers")) & set(reg.models_for_task("multi_view_image"))
+
+
+def test_frame_rules_and_other_constraints():
+    reg = VisionModelCapabilitiesRegistry()
+    reg.validate_params("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "text_to_video", {"num_frames": 81})
+    with pytest.raises(ParameterConstraintError, match="must be 4k\\+1"):
+        reg.validate_params("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "text_to_video", {"num_frames": 80})
+    with pytest.raises(ParameterConstraintError, match="must be 8k\\+1"):
+        reg.validate_params("Lightricks/LTX-Video", "text_to_video", {"num_frames": 160})
+    with pytest.raises(ParameterConstraintError, match="must be 6k\\+1"):
+        reg.validate_params("genmo/mochi-1-preview", "text_to_video", {"num_frames": 84})
+    with pytest.raises(ParameterConstraintError, match="multiple of 32"):
+        reg.validate_params(
+            "Efficient-Large-Model/Sana_1600M_1024px_diffusers", "text_to_image", {"width": 1000}
+        )
+    reg.validate_params("Efficient-Large-Model/Sana_1600M_1024px_diffusers", "text_to_image", {"width": 288})
+    assert reg.get("Wan-AI/Wan2.2-T2V-A14B").model_id == "Wan-AI/Wan2.2-T2V-A14B-Diffusers"  # alias
+    assert reg.defaults("black-forest-labs/FLUX.1-Fill-dev", "image_to_image")["guidance_scale"] == 30.0
+    assert reg.get("black-forest-labs/FLUX.1-Fill-dev").tasks["image_to_image"].params["mask"].required
+
+
+def test_strict_validation_of_the_packaged_registry_rejects_incomplete_entries(doc):
+    from abstractvision.model_capabilities import validate_capabilities_document
+
+    for mutate, message in (
+        (lambda m: m.pop("source"), "no 'source'"),
+        (lambda m: m.pop("diffusers_pipeline"), "names no 'diffusers_pipeline'"),
+        (lambda m: m.pop("sdcpp"), "lists no 'sdcpp' components"),
+        (lambda m: m.update(backends=[]), "must say what does"),
+    ):
+        d = copy.deepcopy(doc)
+        mutate(d["models"]["runwayml/stable-diffusion-v1-5"])
+        validate_capabilities_document(d)  # a user override file may be less complete
+        with pytest.raises(CapabilityRegistryError, match=message):
+            validate_capabilities_document(d, strict=True)
+    d = copy.deepcopy(doc)
+    d["models"]["genmo/mochi-1-preview"]["tasks"]["text_to_video"]["params"]["num_frames"].pop("multiple_of")
+    with pytest.raises(CapabilityRegistryError, match="'offset' needs 'multiple_of'"):
+        validate_capabilities_document(d)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,14 +32,8 @@ from ..errors import (
     OptionalDependencyMissingError,
 )
 from ..types import LoRAAdapterSpec
-from ._diffusers_runtime import (
-    VIDEO_SIBLINGS,
-    Family,
-    classify_pipeline,
-    free_memory,
-    import_diffusers,
-    import_torch,
-)
+from ._diffusers_families import SELF, Family, classify_pipeline
+from ._diffusers_runtime import free_memory, import_diffusers, import_torch
 
 __all__ = [
     "LoadSettings",
@@ -128,28 +123,79 @@ def locate_model(model_id: str, settings: LoadSettings) -> str:
     return model_id
 
 
+def _config_file(
+    model_id: str, name: str, *, cache_dir: Optional[str] = None, revision: Optional[str] = None
+) -> Optional[str]:
+    """Path of ``name`` (``model_index.json``, ``unet/config.json``) of a local or cached model."""
+    path = os.path.expanduser(model_id)
+    if os.path.isdir(path):
+        found = os.path.join(path, name)
+        return found if os.path.isfile(found) else None
+    if _looks_like_path(model_id):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model_id, name, cache_dir=cache_dir, revision=revision)
+    except Exception:  # an invalid id or no huggingface_hub: unknown
+        return None
+    return cached if isinstance(cached, str) and os.path.isfile(cached) else None
+
+
+def _read_json(path: Optional[str]) -> Optional[dict[str, Any]]:
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_model_index(
+    model_id: str, *, cache_dir: Optional[str] = None, revision: Optional[str] = None
+) -> Optional[dict[str, Any]]:
+    """The model's ``model_index.json`` when it is on disk (no download)."""
+    return _read_json(_config_file(model_id, _INDEX, cache_dir=cache_dir, revision=revision))
+
+
 def read_pipeline_class(
     model_id: str, *, cache_dir: Optional[str] = None, revision: Optional[str] = None
 ) -> Optional[str]:
     """The ``_class_name`` in the model's ``model_index.json`` when it is on disk (no download)."""
-    path = os.path.expanduser(model_id)
-    index: Optional[str] = os.path.join(path, _INDEX) if os.path.isdir(path) else None
-    if index is None and not _looks_like_path(model_id):
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            found = try_to_load_from_cache(model_id, _INDEX, cache_dir=cache_dir, revision=revision)
-            index = found if isinstance(found, str) else None
-        except Exception:  # an invalid id or no huggingface_hub: unknown family
-            index = None
-    if not index or not os.path.isfile(index):
-        return None
-    try:
-        with open(index, encoding="utf-8") as fh:
-            name = json.load(fh).get("_class_name")
-    except (OSError, ValueError):
-        return None
+    index = read_model_index(model_id, cache_dir=cache_dir, revision=revision)
+    name = (index or {}).get("_class_name")
     return name if isinstance(name, str) else None
+
+
+def folder_family(
+    model_id: str, *, cache_dir: Optional[str] = None, revision: Optional[str] = None
+) -> Family:
+    """The family of a model on disk, from ``model_index.json`` and its denoiser's config."""
+    index = read_model_index(model_id, cache_dir=cache_dir, revision=revision) or {}
+    configs = {}
+    for component in ("unet", "transformer"):
+        found = _read_json(
+            _config_file(model_id, f"{component}/config.json", cache_dir=cache_dir, revision=revision)
+        )
+        if found is not None:
+            configs[component] = found
+    name = index.get("_class_name")
+    return classify_pipeline(name if isinstance(name, str) else None, index=index, configs=configs)
+
+
+def pipe_family(pipe: Any) -> Family:
+    """The family of a loaded pipeline, from its class, its config and its components' configs."""
+    configs = {}
+    for component in ("unet", "transformer"):
+        module = getattr(pipe, component, None)
+        config = getattr(module, "config", None)
+        if config is not None:
+            configs[component] = dict(config)
+    return classify_pipeline(
+        type(pipe).__name__, index=dict(getattr(pipe, "config", {}) or {}), configs=configs
+    )
 
 
 def dtype_argument() -> str:
@@ -169,6 +215,77 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
+# transformers/diffusers name a missing optional library as "X requires the <Name> library"
+_REQUIRES_LIBRARY = re.compile(r"requires the ([\w.-]+) librar(?:y|ies)", re.IGNORECASE)
+_PIP_NAMES = {
+    "pytorch": "torch",
+    "pil": "Pillow",
+    "pillow": "Pillow",
+    "vision": "Pillow",
+    "scikit-learn": "scikit-learn",
+}
+#: import names of transformers' backend names, where they differ
+_MODULE_NAMES = {"vision": "PIL", "pytorch": "torch", "scikit-learn": "sklearn"}
+
+
+def missing_package(exc: BaseException) -> Optional[str]:
+    """The pip package whose absence caused ``exc`` (or one of its causes), if it says so."""
+    seen: set[int] = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ModuleNotFoundError) and current.name:
+            top = current.name.split(".", 1)[0]
+            if top not in ("diffusers", "transformers"):  # their own modules: a version problem
+                return _PIP_NAMES.get(top.lower(), top)
+        found = _REQUIRES_LIBRARY.search(str(current))
+        if found:
+            name = found.group(1).strip(".").lower()
+            return _PIP_NAMES.get(name, name)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _check_component_packages(model_id: str, index: Optional[dict[str, Any]]) -> None:
+    """Refuse, naming the package, a component whose class is a placeholder for a missing one.
+
+    transformers replaces a class whose optional backend is absent (the Qwen2-VL image
+    processor of Qwen-Image-Edit needs torchvision) by a placeholder that diffusers cannot
+    load, and reports it as a confusing "no loading methods" error.
+    """
+    import importlib
+
+    for component, spec in (index or {}).items():
+        if component.startswith("_") or not (isinstance(spec, list) and len(spec) == 2):
+            continue
+        library, class_name = spec
+        if not (isinstance(library, str) and isinstance(class_name, str)) or library not in (
+            "transformers",
+            "diffusers",
+        ):
+            continue
+        try:
+            cls = getattr(importlib.import_module(library), class_name)
+        except (ImportError, AttributeError):
+            continue  # from_pretrained reports an unknown class itself
+        backends = getattr(cls, "_backends", None)
+        if not backends:
+            continue
+        import importlib.util
+
+        missing = [
+            _PIP_NAMES.get(b, b)
+            for b in backends
+            if importlib.util.find_spec(_MODULE_NAMES.get(b, b)) is None
+        ]
+        if missing:
+            raise ModelLoadError(
+                f"{model_id!r}: component '{component}' ({class_name}) needs the "
+                + " and ".join(f"'{m}'" for m in missing)
+                + f" package, which is not installed. Install it (pip install {' '.join(missing)}) and load again."
+            )
+
+
 def load_pipeline(model_id: str, settings: LoadSettings) -> Any:
     """``DiffusionPipeline.from_pretrained`` on the CPU, with native failures mapped."""
     diffusers = import_diffusers()
@@ -181,6 +298,9 @@ def load_pipeline(model_id: str, settings: LoadSettings) -> Any:
             f"{model_id!r} needs the pipeline class {class_name}, which diffusers {diffusers.__version__} "
             "does not provide. Upgrade diffusers (pip install -U diffusers)."
         )
+    _check_component_packages(
+        model_id, read_model_index(model_id, cache_dir=settings.cache_dir, revision=settings.revision)
+    )
     kwargs: dict[str, Any] = {
         dtype_argument(): settings.dtype,
         "local_files_only": not settings.allow_download,
@@ -191,6 +311,12 @@ def load_pipeline(model_id: str, settings: LoadSettings) -> Any:
     try:
         pipe = diffusers.DiffusionPipeline.from_pretrained(source, **kwargs)
     except (AttributeError, ImportError) as exc:
+        missing = missing_package(exc)
+        if missing is not None:
+            raise ModelLoadError(
+                f"Could not build the pipeline for {model_id!r}: one of its components needs the "
+                f"'{missing}' package, which is not installed. Install it (pip install {missing}) and load again."
+            ) from exc
         raise ModelLoadError(
             f"Could not build the pipeline for {model_id!r}: {exc}. The pipeline class or one of its components "
             f"is unavailable in diffusers {diffusers.__version__}/transformers; upgrade them."
@@ -205,6 +331,12 @@ def load_pipeline(model_id: str, settings: LoadSettings) -> Any:
     except Exception as exc:
         if is_oom(exc):
             raise OutOfMemoryError(f"Out of memory while loading {model_id!r}; {OOM_ADVICE}.") from exc
+        missing = missing_package(exc)
+        if missing is not None:
+            raise ModelLoadError(
+                f"Loading {model_id!r} failed: it needs the '{missing}' package, which is not installed. "
+                f"Install it (pip install {missing}) and load again."
+            ) from exc
         raise ModelLoadError(f"Loading {model_id!r} failed: {type(exc).__name__}: {exc}") from exc
     if not callable(getattr(pipe, "set_progress_bar_config", None)):
         raise ModelLoadError(
@@ -309,58 +441,45 @@ def release(entry: LoadedModel) -> None:
 
 # -- task pipelines -----------------------------------------------------------------------
 
-_AUTO_CLASSES = {
-    "text2img": "AutoPipelineForText2Image",
-    "img2img": "AutoPipelineForImage2Image",
-    "inpaint": "AutoPipelineForInpainting",
+_VARIANT_TASK = {
+    "text2img": "text_to_image",
+    "img2img": "image_to_image",
+    "inpaint": "image_to_image",
+    "text_to_video": "text_to_video",
+    "image_to_video": "image_to_video",
 }
-_VARIANT_TASK = {"text2img": "text_to_image", "img2img": "image_to_image", "inpaint": "image_to_image"}
 
 
 def derive_pipeline(entry: LoadedModel, variant: str) -> Any:
     """The pipeline for ``variant`` (``text2img``, ``img2img``, ``inpaint``, ``text_to_video``,
-    ``image_to_video``, ``native``), derived once with ``from_pipe`` and cached on ``entry``."""
+    ``image_to_video``), derived once with ``from_pipe`` and cached on ``entry``.
+
+    The class behind each variant comes from the model's :class:`Family` (the AutoPipeline
+    tables or the backend's own table); a variant the family lacks is refused.
+    """
     pipe = entry.derived.get(variant)
     if pipe is not None:
         return pipe
     base = entry.pipe
-    diffusers = import_diffusers()
     base_name = type(base).__name__
-    if variant == "native":
+    target = entry.family.variants.get(variant)
+    if target is None:
+        what = "inpainting (mask)" if variant == "inpaint" else _VARIANT_TASK.get(variant, variant)
+        hint = f" ({entry.family.note})" if entry.family.note else ""
+        raise CapabilityNotSupportedError(
+            f"{base_name} ({entry.model_id}){hint} cannot run {what}.",
+            task=_VARIANT_TASK.get(variant, variant),
+            supported=list(entry.family.tasks or ()),
+        )
+    if target in (SELF, base_name):
         pipe = base
-    elif variant in _AUTO_CLASSES:
-        from diffusers.pipelines import auto_pipeline as ap
-
-        mapping = {
-            "text2img": ap.AUTO_TEXT2IMAGE_PIPELINES_MAPPING,
-            "img2img": ap.AUTO_IMAGE2IMAGE_PIPELINES_MAPPING,
-            "inpaint": ap.AUTO_INPAINT_PIPELINES_MAPPING,
-        }[variant]
-        target = ap._get_task_class(mapping, base_name, throw_error_if_not_exist=False)
-        if target is type(base):
-            pipe = base
-        elif target is None:
-            if variant == "text2img" and entry.family.kind == "image":
-                pipe = base  # outside the AutoPipeline mappings: the native pipeline is the text-to-image one
-            else:
-                what = "inpainting (mask)" if variant == "inpaint" else _VARIANT_TASK[variant]
-                raise CapabilityNotSupportedError(
-                    f"{base_name} ({entry.model_id}) has no {what} variant in diffusers.",
-                    task=_VARIANT_TASK[variant],
-                    supported=list(entry.family.tasks or ()),
-                )
-        else:
-            pipe = getattr(diffusers, _AUTO_CLASSES[variant]).from_pipe(base)
     else:
-        sibling = VIDEO_SIBLINGS.get(base_name, {}).get(variant)
-        if sibling is None:
-            raise CapabilityNotSupportedError(
-                f"{base_name} ({entry.model_id}) cannot run {variant}.",
-                task=variant,
-                supported=list(entry.family.tasks or ()),
-            )
-        pipe = getattr(diffusers, sibling).from_pipe(base, **{dtype_argument(): entry.dtype})
-    if pipe is not base:
+        diffusers = import_diffusers()
+        cls = getattr(diffusers, target)
+        if target.startswith("AutoPipeline"):
+            pipe = cls.from_pipe(base)
+        else:
+            pipe = cls.from_pipe(base, **{dtype_argument(): entry.dtype})
         pipe.set_progress_bar_config(disable=True)
     entry.derived[variant] = pipe
     return pipe
@@ -475,7 +594,7 @@ def new_entry(
         key=key,
         model_id=model_id,
         pipe=pipe,
-        family=classify_pipeline(type(pipe).__name__),
+        family=pipe_family(pipe),
         device=settings.device,
         dtype=settings.dtype,
         offload=offload,

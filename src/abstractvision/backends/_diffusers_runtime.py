@@ -14,10 +14,10 @@ import contextlib
 import ctypes
 import gc
 import sys
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from ..errors import InvalidRequestError, OptionalDependencyMissingError
+from ._diffusers_families import Family, classify_pipeline, native_video_task
 
 __all__ = [
     "OFFLOAD_MODES",
@@ -125,73 +125,7 @@ def dtype_name(dtype: Any) -> str:
     return str(dtype).replace("torch.", "")
 
 
-# -- pipeline families --------------------------------------------------------------------
-
-_VIDEO_MARKERS = (
-    "Video",
-    "Wan",
-    "LTX",
-    "CogVideoX",
-    "Mochi",
-    "Allegro",
-    "Latte",
-    "AnimateDiff",
-    "I2VGenXL",
-    "SkyReels",
-    "EasyAnimate",
-    "ConsisID",
-)
-_I2V_MARKERS = ("ImageToVideo", "I2V", "StableVideoDiffusion", "ConsisID")
-# Video pipelines whose text- and image-to-video variants share one set of weights.
-VIDEO_SIBLINGS = {
-    "LTXPipeline": {"image_to_video": "LTXImageToVideoPipeline"},
-    "LTXImageToVideoPipeline": {"text_to_video": "LTXPipeline"},
-}
-
-
-@dataclass(frozen=True)
-class Family:
-    """What a pipeline class can do: its kind and the tasks (and inpainting) it supports."""
-
-    pipeline_class: Optional[str]
-    kind: str  # "image" | "video" | "upscaler" | "unknown"
-    tasks: Optional[tuple[str, ...]]
-    supports_mask: Optional[bool] = None
-
-
-def native_video_task(class_name: str) -> str:
-    """The task a video pipeline class runs itself (its sibling, if any, comes from ``from_pipe``)."""
-    return "image_to_video" if any(m in class_name for m in _I2V_MARKERS) else "text_to_video"
-
-
-def classify_pipeline(class_name: Optional[str]) -> Family:
-    """Family of a diffusers pipeline class name (from ``model_index.json`` or a loaded pipeline)."""
-    if not class_name:
-        return Family(None, "unknown", None)
-    if "Upscale" in class_name:
-        return Family(class_name, "upscaler", ("image_upscale",), False)
-    if any(m in class_name for m in _VIDEO_MARKERS) and "Img2Img" not in class_name:
-        video_tasks = {native_video_task(class_name), *VIDEO_SIBLINGS.get(class_name, {})}
-        return Family(class_name, "video", tuple(sorted(video_tasks)), False)
-    try:
-        from diffusers.pipelines import auto_pipeline as ap
-    except ImportError:  # diffusers missing: let the call report it
-        return Family(class_name, "image", ("text_to_image",), False)
-
-    def linked(mapping: Any) -> bool:
-        return ap._get_task_class(mapping, class_name, throw_error_if_not_exist=False) is not None
-
-    tasks: list[str] = []
-    if linked(ap.AUTO_TEXT2IMAGE_PIPELINES_MAPPING):
-        tasks.append("text_to_image")
-    if linked(ap.AUTO_IMAGE2IMAGE_PIPELINES_MAPPING):
-        tasks.append("image_to_image")
-    mask = linked(ap.AUTO_INPAINT_PIPELINES_MAPPING)
-    if mask and "image_to_image" not in tasks:
-        tasks.append("image_to_image")
-    if not tasks:  # a pipeline outside the AutoPipeline mappings: call it as text-to-image
-        tasks.append("text_to_image")
-    return Family(class_name, "image", tuple(tasks), mask)
+# -- pipeline families: see _diffusers_families ------------------------------------------
 
 
 # -- offload ------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from ..errors import (
     ModelLoadError,
     OutOfMemoryError,
 )
-from ..types import CancelToken
+from ..types import CancelToken, ProgressEvent
 from ._sdcpp_worker import Engine, EngineError, read_message, write_message
 
 __all__ = ["InProcessEngine", "WorkerProcess", "error_from_reply"]
@@ -363,3 +363,20 @@ class InProcessEngine:
         self.alive = False
 
     kill = stop
+
+
+def progress_event(task: str, message: dict[str, Any]) -> ProgressEvent:
+    """A :class:`ProgressEvent` from a worker progress message (steps counted over the whole batch)."""
+    phase = message.get("phase") or "step"
+    step, steps = message.get("step"), message.get("steps")
+    raw = {k: v for k, v in message.items() if k not in ("type", "phase", "step", "steps", "message")}
+    if phase == "step" and step and steps:
+        images = int(message.get("images") or 1)
+        index = int(message.get("image") or 0)
+        total = steps * images
+        done = index * steps + step
+        return ProgressEvent(
+            task=task, phase="step", step=done, total_steps=total, progress=min(1.0, done / total), raw=raw
+        )
+    progress = min(1.0, step / steps) if step is not None and steps else None
+    return ProgressEvent(task=task, phase=phase, progress=progress, message=message.get("message"), raw=raw)

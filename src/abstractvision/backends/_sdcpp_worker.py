@@ -34,6 +34,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, BinaryIO, Optional
 
+from ._sdcpp_loras import applied_stats
+
 FAULT_ENV = "ABSTRACTVISION_SDCPP_FAULT"
 
 Emit = Callable[[dict[str, Any]], None]
@@ -137,6 +139,8 @@ class Engine:
         self._images = 1
         self._last_step = -1
         self._step_seen = 0
+        #: LoRA path -> (tensors applied, tensors in the file), as the engine logged them
+        self.lora_stats: dict[str, tuple[int, int]] = {}
 
     # -- native callbacks -------------------------------------------------------------
 
@@ -147,6 +151,9 @@ class Engine:
         name = _LOG_LEVELS.get(level, "info")
         if level >= 2:
             self.log_tail.append(f"{name}: {line}")
+        lora = applied_stats(line)
+        if lora is not None:
+            self.lora_stats[lora[0]] = (lora[1], lora[2])
         if level >= 1 or self.verbose:
             self.emit({"type": "log", "level": name, "text": line})
 
@@ -271,6 +278,7 @@ class Engine:
 
         params = dict(request["params"])
         seeds: list[int] = list(request["seeds"])
+        self.lora_stats = {}
         for key in ("init_image", "mask_image"):
             if request.get(key):
                 params[key] = Image.open(io.BytesIO(request[key])).convert(
@@ -311,6 +319,7 @@ class Engine:
             "images": encoded,
             "inference_s": round(inference, 6),
             "encode_s": round(time.perf_counter() - began, 6),
+            "loras": dict(self.lora_stats),
         }
 
     def _upscale(self, request: dict[str, Any]) -> dict[str, Any]:

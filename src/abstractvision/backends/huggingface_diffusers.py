@@ -11,11 +11,15 @@
 (``allow_download=False``): weights must already be on disk, and a missing model fails with
 a :class:`~abstractvision.errors.ModelLoadError` that says how to pre-download it.
 
-Tasks follow the loaded pipeline family: image models (Stable Diffusion, SDXL, Flux, ...)
-do ``text_to_image`` and ``image_to_image`` (inpainting with a mask), switching variants
-with ``from_pipe`` on the same weights; video pipelines (Wan, LTX-Video, CogVideoX, ...)
-do ``text_to_video`` / ``image_to_video`` and return H.264 MP4; an upscaler pipeline (the
-SD x4 upscaler, as ``model_id`` or ``upscaler_model_id``) does ``image_upscale``.
+Tasks follow the loaded pipeline family (see :mod:`._diffusers_families`): image models
+(Stable Diffusion, SDXL, Flux, ...) do ``text_to_image`` and ``image_to_image`` (inpainting
+with a mask), switching variants with ``from_pipe`` on the same weights; edit-only, fill-only
+and Kontext-style families expose exactly what they can run; video pipelines (Wan, LTX-Video,
+CogVideoX, Mochi, SVD, ...) do ``text_to_video`` / ``image_to_video`` and return H.264 MP4;
+an upscaler pipeline (the SD x4 upscaler, as ``model_id`` or ``upscaler_model_id``) does
+``image_upscale``. Sizes follow the model's own rule; an output of another size carries
+``size_adjusted`` in its metadata and a parameter the pipeline has no use for is listed in
+``ignored_parameters``.
 torch and diffusers are imported on first use, never at module import.
 """
 
@@ -312,14 +316,13 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
     # -- introspection ------------------------------------------------------------------
 
     def _configured_family(self) -> Any:
-        from ._diffusers_models import read_pipeline_class
-        from ._diffusers_runtime import classify_pipeline
+        from ._diffusers_models import folder_family
 
         for entry in self._cache:
             if entry.model_id == self.config.model_id:
                 return entry.family
         c = self.config
-        return classify_pipeline(read_pipeline_class(c.model_id, cache_dir=c.cache_dir, revision=c.revision))
+        return folder_family(c.model_id, cache_dir=c.cache_dir, revision=c.revision)
 
     def get_capabilities(self) -> Optional[VisionBackendCapabilities]:
         """Tasks of the configured pipeline family (read from ``model_index.json``; nothing is loaded)."""
@@ -338,6 +341,8 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
                 raw={
                     "pipeline": family.pipeline_class,
                     "family": family.kind,
+                    "family_source": family.source,
+                    "mask_required": family.mask_required,
                     "upscaler": self.config.upscaler_model_id,
                     "hints": {
                         "image_upscale": "Set upscaler_model_id (for example "
@@ -361,8 +366,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
 
     def list_provider_models(self, *, task: Optional[str] = None) -> Sequence[ProviderModelInfo]:
         """The configured model, the upscaler and any other loaded model (local inventory)."""
-        from ._diffusers_models import read_pipeline_class
-        from ._diffusers_runtime import classify_pipeline
+        from ._diffusers_models import folder_family
 
         c = self.config
         loaded = {entry.model_id: entry for entry in self._cache}
@@ -370,12 +374,10 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         out = []
         for model_id in dict.fromkeys(ids):
             entry = loaded.get(model_id)
-            class_name = (
-                type(entry.pipe).__name__
-                if entry
-                else read_pipeline_class(model_id, cache_dir=c.cache_dir, revision=c.revision)
+            family = (
+                entry.family if entry else folder_family(model_id, cache_dir=c.cache_dir, revision=c.revision)
             )
-            family = entry.family if entry else classify_pipeline(class_name)
+            class_name = type(entry.pipe).__name__ if entry else family.pipeline_class
             tasks = tuple(family.tasks or ())
             if task is not None and task not in tasks:
                 continue

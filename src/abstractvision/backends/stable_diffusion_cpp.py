@@ -43,13 +43,15 @@ from ..types import (
     GeneratedAsset,
     ImageEditRequest,
     ImageGenerationRequest,
+    ImageToVideoRequest,
     ImageUpscaleRequest,
-    ProgressEvent,
     ProviderModelInfo,
+    VideoGenerationRequest,
     VisionBackendCapabilities,
 )
 from ._sdcpp_files import ModelFileInfo, check_model_file
-from ._sdcpp_process import InProcessEngine, WorkerProcess, logger
+from ._sdcpp_loras import check_applied, lora_tags
+from ._sdcpp_process import InProcessEngine, WorkerProcess, logger, progress_event
 from .base_backend import VisionBackend
 
 __all__ = ["StableDiffusionCppBackendConfig", "StableDiffusionCppVisionBackend"]
@@ -169,6 +171,13 @@ class StableDiffusionCppBackendConfig:
     engine_options: dict[str, Any] = field(default_factory=dict)
 
 
+_NO_VIDEO = (
+    "Video through stable-diffusion.cpp (its Wan path) is not wired in this backend: sd.cpp fixes Wan to "
+    "the full 1.3B/14B sizes with the 5.7B-parameter UMT5-XXL encoder, so it cannot be tested here. "
+    "Run Wan with HuggingFaceDiffusersVisionBackend (for example Wan-AI/Wan2.1-T2V-1.3B-Diffusers)."
+)
+
+
 def _check_config(cfg: StableDiffusionCppBackendConfig) -> None:
     if not (cfg.model or cfg.diffusion_model or cfg.upscaler):
         raise InvalidRequestError(
@@ -274,7 +283,11 @@ class StableDiffusionCppVisionBackend(VisionBackend):
             supports_native_batch=True,
             supports_progress=True,
             supports_cancel=True,
-            raw={"engine": ENGINE, "isolated": self.config.isolate},
+            raw={
+                "engine": ENGINE,
+                "isolated": self.config.isolate,
+                "hints": {"text_to_video": _NO_VIDEO, "image_to_video": _NO_VIDEO},
+            },
         )
 
     def describe(self) -> dict[str, Any]:
@@ -397,7 +410,7 @@ class StableDiffusionCppVisionBackend(VisionBackend):
                 return
             if kind != "progress" or callback is None or task is None:
                 return
-            callback(_progress_event(task, message))
+            callback(progress_event(task, message))
 
         return relay
 
@@ -414,6 +427,19 @@ class StableDiffusionCppVisionBackend(VisionBackend):
 
     def edit_image_batch(self, request: ImageEditRequest) -> list[GeneratedAsset]:
         return self._generate("image_to_image", request, batch=True)
+
+    def generate_video(self, request: VideoGenerationRequest) -> GeneratedAsset:
+        raise self._no_video("text_to_video")
+
+    def image_to_video(self, request: ImageToVideoRequest) -> GeneratedAsset:
+        raise self._no_video("image_to_video")
+
+    def _no_video(self, task: str) -> CapabilityNotSupportedError:
+        return CapabilityNotSupportedError(
+            f"StableDiffusionCppVisionBackend does not run {task}. {_NO_VIDEO}",
+            task=task,
+            supported=self.supported_tasks(),
+        )
 
     def upscale_image(self, request: ImageUpscaleRequest) -> GeneratedAsset:
         if not self.config.upscaler:
@@ -450,8 +476,9 @@ class StableDiffusionCppVisionBackend(VisionBackend):
         self._require(task)
         cfg = self.config
         seeds = self._seeds(request, batch)
+        tags, loras = lora_tags(request.lora_adapters, _opt_path(cfg.lora_model_dir))
         params: dict[str, Any] = {
-            "prompt": request.prompt + _lora_tags(request.lora_adapters),
+            "prompt": request.prompt + tags,
             "negative_prompt": request.negative_prompt or "",
             "sample_steps": request.steps or cfg.steps,
             "vae_tiling": cfg.vae_tiling,
@@ -492,10 +519,16 @@ class StableDiffusionCppVisionBackend(VisionBackend):
         if ignored:
             effective["ignored_extra"] = ignored
             logger.info("sdcpp backend ignores extra keys it does not know: %s", ", ".join(ignored))
-        return self._execute(task, request, job, effective)
+        return self._execute(task, request, job, effective, loras=loras)
 
     def _execute(
-        self, task: str, request: Any, job: dict[str, Any], effective: dict[str, Any]
+        self,
+        task: str,
+        request: Any,
+        job: dict[str, Any],
+        effective: dict[str, Any],
+        *,
+        loras: Optional[list[dict[str, Any]]] = None,
     ) -> list[GeneratedAsset]:
         cfg = self.config
         deadline = time.monotonic() + cfg.timeout_s if cfg.timeout_s else None
@@ -510,6 +543,9 @@ class StableDiffusionCppVisionBackend(VisionBackend):
             )
             info = dict(engine.info)
             pid = engine.pid
+        if loras:
+            check_applied(loras, result.get("loras") or {})
+            effective["lora_adapters"] = loras
         if task == "image_upscale":
             effective["upscale_factor"] = result.get("upscale_factor")
         else:
@@ -534,41 +570,18 @@ class StableDiffusionCppVisionBackend(VisionBackend):
             }
             requested = (effective.get("width"), effective.get("height"))
             if task != "image_upscale" and requested != (image["width"], image["height"]):
-                meta["size_adjusted_by_engine"] = {"requested": list(requested)}
+                meta["size_adjusted"] = {
+                    "requested": {"width": requested[0], "height": requested[1]},
+                    "returned": {"width": image["width"], "height": image["height"]},
+                }
             assets.append(
                 GeneratedAsset(media_type="image", data=image["png"], mime_type="image/png", metadata=meta)
             )
         return assets
 
 
-def _progress_event(task: str, message: dict[str, Any]) -> ProgressEvent:
-    phase = message.get("phase") or "step"
-    step, steps = message.get("step"), message.get("steps")
-    raw = {k: v for k, v in message.items() if k not in ("type", "phase", "step", "steps", "message")}
-    if phase == "step" and step and steps:
-        images = int(message.get("images") or 1)
-        index = int(message.get("image") or 0)
-        total = steps * images
-        done = index * steps + step
-        return ProgressEvent(
-            task=task, phase="step", step=done, total_steps=total, progress=min(1.0, done / total), raw=raw
-        )
-    progress = min(1.0, step / steps) if step is not None and steps else None
-    return ProgressEvent(task=task, phase=phase, progress=progress, message=message.get("message"), raw=raw)
-
-
-def _lora_tags(adapters: Any) -> str:
-    tags = []
-    for adapter in adapters or ():
-        info = check_model_file(adapter.source, role="lora_adapters")
-        if ":" in info.path or ">" in info.path:
-            raise InvalidRequestError(
-                f"LoRA path {info.path!r} contains ':' or '>', which sd.cpp's prompt syntax cannot carry; "
-                "move the file to a simpler path.",
-                param="lora_adapters",
-            )
-        tags.append(f"<lora:{info.path}:{adapter.scale:g}>")
-    return "".join(tags)
+def _opt_path(value: Optional[PathLike]) -> Optional[str]:
+    return os.fspath(value) if value else None
 
 
 def _image_size(data: bytes) -> tuple[int, int]:

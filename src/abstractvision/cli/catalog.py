@@ -33,7 +33,9 @@ def _constraint(spec: Any) -> str:
         parts.append(f">= {spec.min:g}")
     elif spec.max is not None:
         parts.append(f"<= {spec.max:g}")
-    if spec.multiple_of:
+    if spec.multiple_of and spec.offset:
+        parts.append(f"{spec.multiple_of}k+{spec.offset}")
+    elif spec.multiple_of:
         parts.append(f"multiple of {spec.multiple_of}")
     if spec.enum is not None:
         parts.append("one of " + ", ".join(str(v) for v in spec.enum))
@@ -51,7 +53,11 @@ def _show_model(registry: Any, model_id: str, as_json: bool) -> int:
         ("provider", spec.provider),
         ("family", spec.family),
         ("license", spec.license),
-        ("backends", ", ".join(spec.backends)),
+        ("source", spec.source),
+        ("backends", ", ".join(spec.backends) or "none built in"),
+        ("pipeline", spec.diffusers_pipeline or ""),
+        ("sd.cpp", "; ".join(f"{k}: {v}" for k, v in spec.sdcpp_components.items())),
+        ("runs with", spec.runs_with),
         ("aliases", ", ".join(spec.aliases)),
         ("notes", spec.notes),
     ):

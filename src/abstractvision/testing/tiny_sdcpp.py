@@ -35,10 +35,12 @@ __all__ = [
     "build_tiny_flux_sdcpp",
     "clip_l_shapes",
     "esrgan_shapes",
+    "flux_lora_shapes",
     "flux_shapes",
     "taesd_shapes",
     "write_gguf",
     "write_safetensors",
+    "write_tiny_flux_lora",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -303,6 +305,38 @@ def write_gguf(
             fh.write(data + b"\x00" * (-len(data) % _GGUF_ALIGN))
     os.replace(tmp, target)
     return target
+
+
+def flux_lora_shapes(
+    *, hidden: int = 128, rank: int = 4, prefix: str = "diffusion_model."
+) -> dict[str, Shape]:
+    """A LoRA (``lora_down``/``lora_up`` pairs) for :func:`flux_shapes`' attention and single-block
+    projections, with the tensor names sd.cpp maps onto its Flux model (``prefix`` + BFL name)."""
+    targets = {
+        "double_blocks.0.img_attn.qkv": 3 * hidden,
+        "double_blocks.0.txt_attn.qkv": 3 * hidden,
+        "single_blocks.0.linear1": 3 * hidden + 4 * hidden,
+    }
+    shapes: dict[str, Shape] = {}
+    for name, out in targets.items():
+        shapes[f"{prefix}{name}.lora_down.weight"] = (rank, hidden)
+        shapes[f"{prefix}{name}.lora_up.weight"] = (out, rank)
+    return shapes
+
+
+def write_tiny_flux_lora(path: PathLike, *, seed: int = 0, foreign: bool = False) -> str:
+    """Write a random LoRA for the tiny Flux (safetensors). ``foreign=True`` writes one with
+    Stable Diffusion UNet names (kohya style), which match no Flux tensor: a LoRA for another
+    model family."""
+    shapes = flux_lora_shapes()
+    if foreign:
+        shapes = {
+            name.replace("diffusion_model.", "lora_unet_down_blocks_0_attentions_0_").replace(
+                ".", "_", 1
+            ): shape
+            for name, shape in shapes.items()
+        }
+    return write_safetensors(path, random_tensors(shapes, seed=seed), shapes=shapes)
 
 
 # -- the tiny model set -------------------------------------------------------------------

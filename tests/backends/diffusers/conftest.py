@@ -108,3 +108,37 @@ def pixels(asset: Any) -> Any:
 @pytest.fixture
 def px() -> Any:
     return pixels
+
+
+@pytest.fixture(scope="session")
+def tiny_family(tiny_root: str) -> Any:
+    """``tiny_family(name)``: the folder of a tiny model of that family, built once per session.
+
+    Names are builder suffixes in :mod:`abstractvision.testing` (``"sdxl"`` ->
+    ``build_tiny_sdxl``); ``"kandinsky22_inpaint"`` is the inpainting Kandinsky 2.2.
+    """
+    from abstractvision.testing import (
+        tiny_diffusers,
+        tiny_image_families,
+        tiny_unet_families,
+        tiny_video_families,
+    )
+
+    built: dict[str, str] = {}
+
+    def get(name: str) -> str:
+        if name not in built:
+            folder = os.path.join(tiny_root, f"family-{name}")
+            if name == "kandinsky22_inpaint":
+                built[name] = tiny_unet_families.build_tiny_kandinsky22(folder, inpaint=True)
+            else:
+                for module in (tiny_image_families, tiny_unet_families, tiny_video_families, tiny_diffusers):
+                    builder = getattr(module, f"build_tiny_{name}", None)
+                    if builder is not None:
+                        built[name] = builder(folder)
+                        break
+                else:
+                    raise LookupError(f"no tiny builder for {name!r}")
+        return built[name]
+
+    return get
