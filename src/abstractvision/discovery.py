@@ -299,7 +299,7 @@ def _diffusers_folder(
     class_name = index.get("_class_name") if isinstance(index, dict) else None
     if not isinstance(class_name, str) or not class_name:
         return SkippedEntry(str(folder), "model_index.json names no pipeline class (_class_name)")
-    tasks, note = _pipeline_tasks(class_name)
+    tasks, note = _pipeline_tasks(folder)
     origin = index.get("_name_or_path") if isinstance(index.get("_name_or_path"), str) else None
     registry_id, candidates = matcher.match(hub_id, origin, name, class_name)
     return LocalModel(
@@ -319,15 +319,16 @@ def _diffusers_folder(
     )
 
 
-def _pipeline_tasks(class_name: str) -> tuple[tuple[str, ...], str]:
-    """The tasks the Diffusers backend runs with ``class_name`` (the backend's own rule)."""
+def _pipeline_tasks(folder: Path) -> tuple[tuple[str, ...], str]:
+    """The tasks the Diffusers backend runs with the pipeline in ``folder`` (the backend's own rule,
+    from ``model_index.json`` and the denoiser's config)."""
     import importlib.util
 
     if importlib.util.find_spec("diffusers") is None:
         return (), 'install the diffusers extra (pip install "abstractvision[diffusers]") to run it'
-    from .backends._diffusers_runtime import classify_pipeline
+    from .backends._diffusers_models import folder_family
 
-    family = classify_pipeline(class_name)
+    family = folder_family(str(folder))
     return tuple(family.tasks or ()), ""
 
 
@@ -494,7 +495,7 @@ class _RegistryMatcher:
             table: dict[str, list[str]] = {}
             for model_id in reg.list_models():
                 raw = reg.to_dict(model_id)
-                pipeline = raw.get("pipeline_class") or (raw.get("diffusers") or {}).get("pipeline")
+                pipeline = raw.get("diffusers_pipeline")
                 if isinstance(pipeline, str):
                     table.setdefault(pipeline, []).append(model_id)
             self._by_class = table
