@@ -32,6 +32,7 @@ from ..backends.base_backend import VisionBackend
 from ..server.artifacts import ArtifactIndex
 from ..server.errors import APIError
 from ..server.jobs import new_job_id
+from ..server.openai_routes import served_model_entry
 from ..server.options import ServerOptions
 from ..server.params import CallSpec
 from ..server.state import BaseState, Engine
@@ -198,21 +199,7 @@ class DistributedState(BaseState):
                 if m.get("name") == engine.name
             ]
             loaded = True if True in states else (False if False in states else None)
-            out.append(
-                {
-                    "id": engine.name,
-                    "object": "model",
-                    "created": engine.created,
-                    "owned_by": engine.owned_by,
-                    "served": True,
-                    "capabilities": list(engine.tasks),
-                    "tasks": list(engine.tasks),
-                    "backend": engine.kind,
-                    "registry_id": engine.registry_id,
-                    "loaded": loaded,
-                    "workers": len(workers),
-                }
-            )
+            out.append(served_model_entry(engine, loaded=loaded, workers=len(workers)))
         return [self.redact.obj(entry) for entry in out]
 
     async def health(self) -> dict[str, Any]:

@@ -198,10 +198,11 @@ async def edit_images(request: Request) -> Response:
 # -- models ---------------------------------------------------------------------------
 
 
-def served_model_entry(engine: Any) -> dict[str, Any]:
-    """A served model as ``/v1/models`` lists it: OpenAI's fields plus ours."""
+def served_model_entry(engine: Any, **fields: Any) -> dict[str, Any]:
+    """A served model as ``/v1/models`` lists it: OpenAI's fields plus ours (``fields`` add or
+    replace some: the distributed mode's ``loaded`` and ``workers``)."""
     residency = engine.residency.view() if engine.residency is not None else {}
-    return {
+    entry = {
         "id": engine.name,
         "object": "model",
         "created": engine.created,
@@ -212,8 +213,10 @@ def served_model_entry(engine: Any) -> dict[str, Any]:
         "backend": engine.kind,
         "registry_id": engine.registry_id,
         "loaded": residency.get("loaded"),
-        "residency": residency,
     }
+    if residency:
+        entry["residency"] = residency
+    return {**entry, **fields}
 
 
 def catalog_entry(engine: Any, info: dict[str, Any]) -> dict[str, Any]:
