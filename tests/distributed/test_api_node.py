@@ -109,7 +109,7 @@ def test_models_come_from_live_heartbeats_and_full_queues_answer_429(
 def test_the_sweep_requeues_a_job_whose_worker_vanished_then_gives_up(
     api_node: Any, redis_server: RedisServer
 ) -> None:
-    server, prefix, state = api_node
+    server, prefix, _state = api_node
     client = redis_server.client()
     _announce(
         client,
