@@ -2,8 +2,9 @@
 
 It turns a task call into a validated request (``plan``), gates it against the capability
 registry and the backend's declared capabilities, and turns a backend result into the
-public output (``finalize``: provenance metadata, PNG text chunks). The two managers only
-differ in how they *run* the backend and the store (directly vs. awaited / in a thread).
+public output (``finalize``: honest provenance metadata, the requested file format and the
+chosen embedded metadata). The two managers only differ in how they *run* the backend and
+the store (directly vs. awaited / in a thread).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
-from . import _angles, _media, _validation
+from . import _angles, _media, _provenance, _validation
 from .artifacts import _json_safe
 from .backends.base_backend import TASK_METHODS
 from .errors import (
@@ -94,6 +95,22 @@ class ProgressRelay:
             self(ProgressEvent(task=self.task, phase=phase, **fields))
 
 
+#: What a file carries when the caller does not say (see docs/reproducibility.md): nothing.
+#: Prompts leak through shared images; the full provenance stays in the returned metadata
+#: and the store's sidecar, and ``embed_metadata="parameters"`` or ``"full"`` opts in.
+DEFAULT_EMBED_METADATA = "none"
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How a call's results are written and checked (the manager's job, never the backend's)."""
+
+    embed_metadata: str = DEFAULT_EMBED_METADATA
+    on_size_mismatch: str = "allow"
+    output_format: Optional[str] = None
+    output_compression: Optional[int] = None
+
+
 @dataclass
 class CallPlan:
     """A validated task call, ready to hand to the backend."""
@@ -110,6 +127,9 @@ class CallPlan:
     tags: dict[str, str] = field(default_factory=dict)
     strategy: Optional[str] = None
     views: tuple[_angles.AngleView, ...] = ()
+    output: OutputOptions = field(default_factory=OutputOptions)
+    seed_origin: Optional[str] = None
+    declared: _provenance.Declared = field(default_factory=lambda: _provenance.Declared(None, {}, "custom"))
 
     def check_cancelled(self) -> None:
         cancel = self.request.cancel
@@ -148,7 +168,12 @@ class ManagerCore:
         model_id: Optional[str] = None,
         registry: Optional[VisionModelCapabilitiesRegistry] = None,
         model_label: Optional[str] = None,
+        *,
+        embed_metadata: str = DEFAULT_EMBED_METADATA,
+        on_size_mismatch: str = "allow",
     ) -> None:
+        self.embed_metadata = _validation.check_embed_metadata(embed_metadata)
+        self.on_size_mismatch = _validation.check_on_size_mismatch(on_size_mismatch)
         if model_id is not None and (not isinstance(model_id, str) or not model_id.strip()):
             raise InvalidRequestError("model_id must be a non-empty string or None.", param="model_id")
         if model_label is not None and (not isinstance(model_label, str) or not model_label.strip()):
@@ -287,6 +312,7 @@ class ManagerCore:
             else:
                 self.registry.require_support(self.model_id, task)
         _validation.check_param_names(task, params)
+        output = self._output_options(params)
         requested_strategy = params.pop("strategy", None)
         views: tuple[_angles.AngleView, ...] = ()
         if task == "multi_view_image":
@@ -302,11 +328,13 @@ class ManagerCore:
         _validation.check_common(params)
         planned: tuple[int, ...] = ()
         n = 1
+        seed_origin = "requested" if params.get("seed") is not None else None
         if batch:
             planned = _validation.plan_seeds(
                 count, seed=params.get("seed"), seeds=seeds, count_name=count_name
             )
             n = len(planned)
+            seed_origin = "requested" if seeds is not None or params.get("seed") is not None else "generated"
         self._gate_registry(task, {k: v for k, v in params.items() if k not in ("on_progress", "cancel")}, n)
         caps = self._gate_backend(backend, task, params)
         strategy = None
@@ -329,6 +357,7 @@ class ManagerCore:
             if strategy == "orchestrated" and params.get("seed") is None:
                 # one shared, recorded seed keeps the views consistent and reproducible
                 params["seed"] = _validation.plan_seeds(1)[0]
+                seed_origin = "generated"
 
         needs_image = "reference_image" if task == "multi_view_image" else "image"
         if task in ("image_to_image", "image_upscale", "image_to_video") and needs_image not in params:
@@ -399,9 +428,34 @@ class ManagerCore:
             },
             strategy=strategy,
             views=views,
+            output=output,
+            seed_origin=seed_origin,
+            declared=_provenance.declared_for(
+                caps, _provenance.declared_tasks(task, strategy, params), self._backend_name(backend)
+            ),
         )
         plan.check_cancelled()
         return plan
+
+    def _output_options(self, params: dict[str, Any]) -> OutputOptions:
+        """Take the output options out of ``params`` (checked; the manager's defaults fill the rest)."""
+        embed = params.pop("embed_metadata", None)
+        strict = params.pop("on_size_mismatch", None)
+        fmt = _validation.check_output_format(params.pop("output_format", None))
+        quality = _validation.check_output_compression(params.pop("output_compression", None), fmt)
+        return OutputOptions(
+            embed_metadata=self.embed_metadata if embed is None else _validation.check_embed_metadata(embed),
+            on_size_mismatch=(
+                self.on_size_mismatch if strict is None else _validation.check_on_size_mismatch(strict)
+            ),
+            output_format=fmt,
+            output_compression=quality,
+        )
+
+    @staticmethod
+    def _backend_name(backend: Any) -> str:
+        name = getattr(backend, "name", None)
+        return name if isinstance(name, str) and name else type(backend).__name__
 
     def batch_requests(self, plan: CallPlan) -> list[Any]:
         """Split a batch request into chunks no larger than the backend's ``max_batch``."""
@@ -474,7 +528,15 @@ class ManagerCore:
     def finalize(
         self, plan: CallPlan, asset: GeneratedAsset, *, index: int = 0, total: int = 1
     ) -> GeneratedAsset:
-        """Attach provenance metadata (and PNG text chunks) to one backend result."""
+        """Turn one backend result into the public asset.
+
+        Records what was applied, ignored and adjusted (:mod:`abstractvision._provenance`),
+        enforces ``on_size_mismatch``, encodes images as ``output_format`` and makes the file
+        carry what ``embed_metadata`` says (:mod:`abstractvision._embed`). Volatile facts
+        (``created_at``, ``timings``) go into the returned metadata only, never into the file.
+        """
+        from . import _embed
+
         meta = dict(asset.metadata)
         describe = getattr(self.backend, "describe", None)
         identity = describe() if callable(describe) else {"backend": type(self.backend).__name__}
@@ -488,29 +550,49 @@ class ManagerCore:
         if self.model_label is not None:  # a server's public name, never a local path
             meta["model"] = self.model_label
         meta.setdefault("task", plan.task)
+        sheet = bool(meta.get("contact_sheet"))
         if plan.task == "multi_view_image":
-            if index < len(plan.views) and not meta.get("contact_sheet"):
+            if index < len(plan.views) and not sheet:
                 for key, value in plan.views[index].to_dict().items():
                     meta.setdefault(key, value)
             meta.setdefault("strategy", plan.strategy)
         params = dict(plan.parameters)
         if plan.batch:
             params.pop("seed", None)
-            meta.setdefault("seed", plan.seeds[index] if index < len(plan.seeds) else None)
+            planned = plan.seeds[index] if index < len(plan.seeds) else None
             meta["batch"] = {"index": index, "count": total, "seeds": list(plan.seeds)}
         else:
-            meta.setdefault("seed", plan.request.seed if hasattr(plan.request, "seed") else None)
-        merged = {**params, **meta["parameters"]} if isinstance(meta.get("parameters"), dict) else params
+            planned = getattr(plan.request, "seed", None)
+        data = bytes(asset.data)
+        mime = asset.mime_type or _media.sniff_mime(data) or "application/octet-stream"
+        sized = not sheet and ("width" in params or "height" in params)
+        _provenance.reconcile(
+            meta,
+            task=plan.task,
+            requested=params,
+            declared=plan.declared,
+            planned_seed=planned,
+            seed_origin=plan.seed_origin,
+            returned_size=_embed.media_size(data, mime) if sized else None,
+            check_size=sized,
+        )
         # the caller's values (extra...) may hold anything: keep the recorded copy JSON-safe
-        meta["parameters"] = _json_safe(merged)
+        meta["parameters"] = _json_safe(meta["parameters"])
+        adjusted = meta.get("size_adjusted")
+        if adjusted is not None and plan.output.on_size_mismatch == "error":
+            raise _provenance.size_mismatch(self._backend_name(self.backend), plan.task, adjusted)
         timings = dict(meta.get("timings") or {})
         timings["total_s"] = round(time.perf_counter() - plan.started, 6)
         meta["timings"] = timings
         meta.setdefault("created_at", datetime.now(timezone.utc).isoformat())
-        data = bytes(asset.data)
-        mime = asset.mime_type or _media.sniff_mime(data) or "application/octet-stream"
-        if mime == "image/png":
-            data = _media.embed_png_text(data, _media.provenance_png_text(meta))
+        out = plan.output
+        if out.output_format is not None and asset.media_type == "image":
+            data, mime, facts = _embed.encode_image(data, mime, out.output_format, out.output_compression)
+            meta["encoding"] = facts
+        data, omitted = _embed.apply_policy(data, mime, out.embed_metadata, meta)
+        meta["embedded_metadata"] = (
+            {"policy": out.embed_metadata, "omitted": omitted} if omitted else {"policy": out.embed_metadata}
+        )
         return GeneratedAsset(media_type=asset.media_type, data=data, mime_type=mime, metadata=meta)
 
     def store_output(self, plan: CallPlan, asset: GeneratedAsset) -> Output:

@@ -24,9 +24,22 @@ MAX_SEED = 2**63 - 1
 #: First-class parameters of each task (besides the positional prompt/image arguments).
 _IMAGE_COMMON = ("negative_prompt", "width", "height", "steps", "guidance_scale", "seed", "lora_adapters")
 _RUNTIME = ("extra", "on_progress", "cancel")
+#: How the result is written and checked (handled by the manager, never sent to a backend).
+VIDEO_OUTPUT_OPTIONS = ("embed_metadata", "on_size_mismatch")
+IMAGE_OUTPUT_OPTIONS = ("output_format", "output_compression", *VIDEO_OUTPUT_OPTIONS)
+_IMAGE_OUT = (*_RUNTIME, *IMAGE_OUTPUT_OPTIONS)
+_VIDEO_OUT = (*_RUNTIME, *VIDEO_OUTPUT_OPTIONS)
 TASK_PARAMS: dict[str, tuple[str, ...]] = {
-    "text_to_image": ("prompt", *_IMAGE_COMMON, *_RUNTIME),
-    "image_to_image": ("prompt", "image", "mask", "reference_images", "strength", *_IMAGE_COMMON, *_RUNTIME),
+    "text_to_image": ("prompt", *_IMAGE_COMMON, *_IMAGE_OUT),
+    "image_to_image": (
+        "prompt",
+        "image",
+        "mask",
+        "reference_images",
+        "strength",
+        *_IMAGE_COMMON,
+        *_IMAGE_OUT,
+    ),
     "image_upscale": (
         "image",
         "prompt",
@@ -35,10 +48,10 @@ TASK_PARAMS: dict[str, tuple[str, ...]] = {
         "steps",
         "guidance_scale",
         "seed",
-        *_RUNTIME,
+        *_IMAGE_OUT,
     ),
-    "text_to_video": ("prompt", *_IMAGE_COMMON, "num_frames", "fps", *_RUNTIME),
-    "image_to_video": ("image", "prompt", *_IMAGE_COMMON, "num_frames", "fps", *_RUNTIME),
+    "text_to_video": ("prompt", *_IMAGE_COMMON, "num_frames", "fps", *_VIDEO_OUT),
+    "image_to_video": ("image", "prompt", *_IMAGE_COMMON, "num_frames", "fps", *_VIDEO_OUT),
     "multi_view_image": (
         "prompt",
         "reference_image",
@@ -51,8 +64,21 @@ TASK_PARAMS: dict[str, tuple[str, ...]] = {
         "strength",
         "seed",
         "strategy",
-        *_RUNTIME,
+        *_IMAGE_OUT,
     ),
+}
+
+#: The generation parameters a backend may honour or ignore (see
+#: :attr:`~abstractvision.types.VisionBackendCapabilities.honoured_parameters`): everything
+#: a task takes except its required inputs (the prompt where it is required, the input
+#: image), the multi-view plan and the manager's own options.
+_NOT_GENERATION = {"image", "reference_image", "angles", "strategy", *_RUNTIME, *IMAGE_OUTPUT_OPTIONS}
+_PROMPT_REQUIRED = ("text_to_image", "image_to_image", "text_to_video", "multi_view_image")
+GENERATION_PARAMS: dict[str, tuple[str, ...]] = {
+    task: tuple(
+        p for p in names if p not in _NOT_GENERATION and not (p == "prompt" and task in _PROMPT_REQUIRED)
+    )
+    for task, names in TASK_PARAMS.items()
 }
 
 #: Names users often reach for, mapped to ours (used for "did you mean" hints only).
@@ -293,3 +319,46 @@ def check_task(task: Any) -> Optional[str]:
     if task is not None and task not in TASKS:
         raise InvalidRequestError(f"Unknown task {task!r}. Known tasks: {', '.join(TASKS)}.", param="task")
     return task
+
+
+EMBED_POLICIES = ("none", "parameters", "full")
+OUTPUT_FORMATS = ("png", "jpeg", "webp")
+SIZE_MISMATCH_POLICIES = ("allow", "error")
+
+
+def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidRequestError(
+            f"'{name}' must be one of {', '.join(repr(c) for c in choices)}, got {value!r}.", param=name
+        )
+    return value
+
+
+def check_embed_metadata(value: Any) -> str:
+    return _check_choice(value, "embed_metadata", EMBED_POLICIES)
+
+
+def check_on_size_mismatch(value: Any) -> str:
+    return _check_choice(value, "on_size_mismatch", SIZE_MISMATCH_POLICIES)
+
+
+def check_output_format(value: Any) -> Optional[str]:
+    """``None`` (keep what the backend returned) or one of png, jpeg, webp (``"jpg"`` is jpeg)."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.lower() in ("jpg", "jpeg", "png", "webp"):
+        return "jpeg" if value.lower() == "jpg" else value.lower()
+    return _check_choice(value, "output_format", OUTPUT_FORMATS)
+
+
+def check_output_compression(value: Any, output_format: Optional[str]) -> Optional[int]:
+    """Encoder quality 0-100 (100 = best quality, OpenAI's default); only for jpeg and webp."""
+    quality = check_int(value, "output_compression", lo=0, hi=100)
+    if quality is not None and output_format not in ("jpeg", "webp"):
+        shown = f"output_format={output_format!r}" if output_format else "no output_format"
+        raise InvalidRequestError(
+            f"'output_compression' applies to JPEG and WebP; with {shown} it would do nothing. "
+            "Set output_format='jpeg' or 'webp', or drop output_compression (PNG is lossless).",
+            param="output_compression",
+        )
+    return quality

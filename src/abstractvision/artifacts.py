@@ -168,7 +168,16 @@ class LocalAssetStore:
     sha256 of the bytes, so storing the same bytes twice keeps one blob. Writes are atomic
     (temporary file + rename), reads verify the checksum, and ids are validated so that no
     id can name a path outside ``base_dir``.
+
+    Permissions: blobs and sidecars are created with mode ``0o600`` (owner read/write only,
+    whatever the umask), because a sidecar holds the full provenance of a generation,
+    prompts included; folders are created with the umask (``0o777 & ~umask``). Export a file
+    (``abstractvision store export`` or :meth:`GeneratedAsset.save`) to share it: those follow
+    the umask. See docs/reproducibility.md.
     """
+
+    #: Mode of the blob and sidecar files this store creates (see the class docstring).
+    FILE_MODE = 0o600
 
     def __init__(self, base_dir: Optional[Union[str, os.PathLike[str]]] = None) -> None:
         if base_dir is None:
@@ -215,7 +224,7 @@ class LocalAssetStore:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ArtifactStoreError(f"Cannot create {folder}: {exc}") from exc
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data, mode=self.FILE_MODE)
 
     def _is_file(self, path: Any) -> bool:
         return Path(path).is_file()

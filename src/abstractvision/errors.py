@@ -24,7 +24,8 @@ chain the original exception (``raise ... from exc``).
     ├── ModelLoadError                     weights missing/corrupt, pipeline class unavailable
     ├── BackendError                       the engine failed while running
     │   ├── OutOfMemoryError               device memory exhausted (advice: enable offload)
-    │   └── EngineCrashedError             a native engine process died
+    │   ├── EngineCrashedError             a native engine process died
+    │   └── SizeMismatchError              another size came back, with on_size_mismatch="error"
     └── ProviderError                      a remote provider answered with an error
         ├── ProviderBadRequestError        400, 422
         ├── ProviderAuthenticationError    401, 403
@@ -72,6 +73,7 @@ __all__ = [
     "ProviderResponseError",
     "ProviderServerError",
     "ProviderTimeoutError",
+    "SizeMismatchError",
     "error_for_status",
 ]
 
@@ -183,6 +185,25 @@ class OutOfMemoryError(BackendError):
 
 class EngineCrashedError(BackendError):
     """A native engine (in its worker process) crashed or hung."""
+
+
+class SizeMismatchError(BackendError):
+    """The engine returned another size than requested and the caller asked for strictness.
+
+    Raised by the managers with ``on_size_mismatch="error"`` before anything is stored;
+    ``requested`` and ``returned`` are ``{"width": ..., "height": ...}`` dicts.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        requested: Optional[dict[str, Any]] = None,
+        returned: Optional[dict[str, Any]] = None,
+    ) -> None:
+        super().__init__(message)
+        self.requested = dict(requested or {})
+        self.returned = dict(returned or {})
 
 
 class ProviderError(AbstractVisionError):

@@ -12,7 +12,7 @@ This module imports nothing heavy: Pillow is imported only by :meth:`GeneratedAs
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union, runtime_checkable
 
@@ -240,7 +240,9 @@ class GeneratedAsset:
         media_type: ``"image"`` or ``"video"``.
         data: the encoded bytes (PNG, JPEG, WebP, MP4...).
         mime_type: for example ``"image/png"``.
-        metadata: provenance (backend, model, task, effective parameters, seed, timings).
+        metadata: provenance (backend, model, task, the parameters applied, ``seed`` and
+            ``seed_source``, ``ignored_parameters``, ``size_adjusted`` when the engine returned
+            another size, timings). See docs/reproducibility.md.
     """
 
     media_type: str
@@ -262,7 +264,9 @@ class GeneratedAsset:
         """Write the bytes to ``path`` atomically and return the path written.
 
         When ``path`` is an existing directory, a file named after the content hash and
-        MIME type is created inside it.
+        MIME type is created inside it. The file gets the mode any tool's output gets,
+        ``0o666 & ~umask`` (``0o644`` under the usual umask 022). The bytes are written as
+        they are: what the file carries was chosen when it was generated (``embed_metadata``).
         """
         from ._fileio import atomic_write_bytes, extension_for_mime
 
@@ -324,6 +328,15 @@ class VisionBackendCapabilities:
 
     ``None`` means "not declared"; the manager then lets the backend decide.
     ``raw["hints"]`` may map a task name to advice shown when that task is refused.
+
+    ``honoured_parameters`` declares, per task, the first-class request parameters the
+    backend passes on to its engine (or refuses with an error). When a caller sets one that
+    is not listed for the task, the manager reports it in
+    ``metadata["ignored_parameters"]`` (with the reason from ``ignored_reasons`` when one is
+    given) and never claims it as applied; an ignored ``seed`` makes ``seed_source``
+    ``"unknown"``. A task missing from the mapping (or ``None``, the default) declares
+    nothing, and only what the backend reports per call is recorded. See
+    docs/reproducibility.md.
     """
 
     supported_tasks: Optional[Sequence[str]] = None
@@ -336,4 +349,6 @@ class VisionBackendCapabilities:
     max_frames: Optional[int] = None
     max_fps: Optional[int] = None
     max_batch: Optional[int] = None
+    honoured_parameters: Optional[Mapping[str, Collection[str]]] = None
+    ignored_reasons: Mapping[str, str] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)

@@ -72,6 +72,17 @@ class VisionManager(ManagerCore):
         model_label: the model name recorded in provenance instead of the backend's own;
             provenance then carries file names, not this machine's paths (a server records
             its public model name this way).
+        embed_metadata: what generated files carry: ``"none"`` (default: no text at all),
+            ``"parameters"`` (the A1111-style ``parameters`` text) or ``"full"`` (that plus the
+            JSON provenance). The returned metadata is complete in every case.
+        on_size_mismatch: ``"allow"`` (default: another size than requested is accepted and
+            recorded in ``metadata["size_adjusted"]``) or ``"error"``
+            (:class:`~abstractvision.errors.SizeMismatchError`, nothing is stored).
+
+    Every task method also takes ``embed_metadata`` and ``on_size_mismatch`` (overriding the
+    manager's for one call); image tasks take ``output_format`` (``"png"``, ``"jpeg"``,
+    ``"webp"``; default: what the backend returned) and ``output_compression`` (JPEG/WebP
+    quality 0-100, default 100). See docs/reproducibility.md.
 
     Every task method accepts ``on_progress`` (a callable receiving
     :class:`~abstractvision.ProgressEvent`) and ``cancel`` (an object with ``is_set()``,
@@ -127,6 +138,10 @@ class VisionManager(ManagerCore):
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
         lora_adapters: Any = None,
+        output_format: Optional[str] = None,
+        output_compression: Optional[int] = None,
+        embed_metadata: Optional[str] = None,
+        on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
@@ -149,6 +164,10 @@ class VisionManager(ManagerCore):
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
         lora_adapters: Any = None,
+        output_format: Optional[str] = None,
+        output_compression: Optional[int] = None,
+        embed_metadata: Optional[str] = None,
+        on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
@@ -176,6 +195,10 @@ class VisionManager(ManagerCore):
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
         lora_adapters: Any = None,
+        output_format: Optional[str] = None,
+        output_compression: Optional[int] = None,
+        embed_metadata: Optional[str] = None,
+        on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
@@ -202,6 +225,10 @@ class VisionManager(ManagerCore):
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
         lora_adapters: Any = None,
+        output_format: Optional[str] = None,
+        output_compression: Optional[int] = None,
+        embed_metadata: Optional[str] = None,
+        on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
@@ -220,6 +247,10 @@ class VisionManager(ManagerCore):
         steps: Optional[int] = None,
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
+        output_format: Optional[str] = None,
+        output_compression: Optional[int] = None,
+        embed_metadata: Optional[str] = None,
+        on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
@@ -241,6 +272,8 @@ class VisionManager(ManagerCore):
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
         lora_adapters: Any = None,
+        embed_metadata: Optional[str] = None,
+        on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
@@ -265,6 +298,8 @@ class VisionManager(ManagerCore):
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
         lora_adapters: Any = None,
+        embed_metadata: Optional[str] = None,
+        on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
@@ -286,6 +321,8 @@ class VisionManager(ManagerCore):
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
         lora_adapters: Any = None,
+        embed_metadata: Optional[str] = None,
+        on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
@@ -311,6 +348,8 @@ class VisionManager(ManagerCore):
         guidance_scale: Optional[float] = None,
         seed: Optional[int] = None,
         lora_adapters: Any = None,
+        embed_metadata: Optional[str] = None,
+        on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,
@@ -333,6 +372,10 @@ class VisionManager(ManagerCore):
         seed: Optional[int] = None,
         strategy: Optional[str] = None,
         contact_sheet: bool = False,
+        output_format: Optional[str] = None,
+        output_compression: Optional[int] = None,
+        embed_metadata: Optional[str] = None,
+        on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
         cancel: Optional[CancelToken] = None,

@@ -51,8 +51,10 @@ def test_generate_image_returns_asset_with_provenance(vm, fake_backend):
         "guidance_scale": 2.5,
     }
     assert meta["timings"]["total_s"] >= 0 and "inference_s" in meta["timings"]
-    text = read_png_text(asset.data)
-    assert text["prompt"] == "a red cube"
+    assert read_png_text(asset.data) == {}  # embed_metadata="none" by default: no text in the file
+    full = vm.generate_image("a red cube", width=24, height=16, steps=3, seed=7, embed_metadata="full")
+    text = read_png_text(full.data)
+    assert text["parameters"].startswith("a red cube\n")
     assert json.loads(text["abstractvision"])["parameters"]["seed"] == 7
     request = fake_backend.calls[0][1]
     assert request.n == 1 and request.seed == 7 and request.steps == 3
@@ -97,13 +99,13 @@ def test_list_provider_models_and_lifecycle(fake_backend):
 
 
 def test_store_returns_refs_with_metadata(fake_backend, store):
-    vm = VisionManager(backend=fake_backend, store=store)
+    vm = VisionManager(backend=fake_backend, store=store, embed_metadata="parameters")
     ref = vm.generate_image("a studio photo", width=16, height=16, steps=2, seed=1)
     assert is_artifact_ref(ref)
     assert ref["content_type"] == "image/png" and ref["size_bytes"] > 0
     assert ref["metadata"]["seed"] == 1
     data = store.load_bytes(ref["$artifact"])
-    assert read_png_text(data)["prompt"] == "a studio photo"
+    assert read_png_text(data)["parameters"].startswith("a studio photo\n")
     assert store.get_metadata(ref["$artifact"])["tags"] == {
         "kind": "generated_media",
         "modality": "image",

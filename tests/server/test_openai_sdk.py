@@ -75,8 +75,9 @@ def test_images_generate_url_is_served_from_the_artifact_store(sdk, tiny_server)
     assert image_size(r.content) == (64, 64)
     from abstractvision._media import read_png_text
 
-    provenance = read_png_text(r.content)
-    assert provenance  # provenance chunks survive the HTTP layer
+    # the server's default embed_metadata is the library's, "none": the file carries no text
+    # (tests/server/test_reproducible_server.py checks "parameters" and "full" through the server)
+    assert read_png_text(r.content) == {}
 
 
 def test_images_edit_with_image_and_mask(sdk):

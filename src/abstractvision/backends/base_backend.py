@@ -30,7 +30,7 @@ from ..types import (
     VisionBackendCapabilities,
 )
 
-__all__ = ["TASK_METHODS", "VisionBackend"]
+__all__ = ["TASK_METHODS", "VisionBackend", "honour_all"]
 
 #: task name -> backend method name
 TASK_METHODS: dict[str, str] = {
@@ -41,6 +41,15 @@ TASK_METHODS: dict[str, str] = {
     "text_to_video": "generate_video",
     "image_to_video": "image_to_video",
 }
+
+
+def honour_all(tasks: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """``VisionBackendCapabilities.honoured_parameters`` for a backend that passes every
+    generation parameter of ``tasks`` on to its engine, or refuses it with an error."""
+    from .._validation import GENERATION_PARAMS
+
+    return {task: GENERATION_PARAMS[task] for task in tasks if task in GENERATION_PARAMS}
+
 
 _R = TypeVar("_R", ImageGenerationRequest, ImageEditRequest, VideoGenerationRequest, ImageToVideoRequest)
 
@@ -124,7 +133,11 @@ class VisionBackend:
         ]
 
     def get_capabilities(self) -> Optional[VisionBackendCapabilities]:
-        """What this configured backend will run. Default: the overridden task methods."""
+        """What this configured backend will run. Default: the overridden task methods.
+
+        Declare ``honoured_parameters`` (see :func:`honour_all`) so the manager can report a
+        parameter your engine does not take as ignored instead of applied.
+        """
         return VisionBackendCapabilities(supported_tasks=tuple(self.supported_tasks()))
 
     def describe(self) -> dict[str, Any]:

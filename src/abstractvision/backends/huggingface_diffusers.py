@@ -50,7 +50,7 @@ from ..types import (
     VisionBackendCapabilities,
 )
 from ._diffusers_tasks import run_images, run_upscale, run_video
-from .base_backend import VisionBackend
+from .base_backend import VisionBackend, honour_all
 
 __all__ = ["HuggingFaceDiffusersBackendConfig", "HuggingFaceDiffusersVisionBackend"]
 
@@ -260,6 +260,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
             "dtype": dtype_name(entry.dtype),
             "offload": entry.offload,
             "pipeline": type(pipe).__name__,
+            "scheduler": type(pipe.scheduler).__name__ if getattr(pipe, "scheduler", None) else None,
             "timings": {k: round(v, 6) for k, v in timings.items()},
         }
         meta.update(fields)
@@ -338,6 +339,8 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
                 supports_progress=True,
                 supports_cancel=True,
                 max_batch=self.config.max_batch,
+                # every first-class parameter reaches the pipeline, or is refused (PipelineCall.set)
+                honoured_parameters=honour_all(tasks) if tasks is not None else None,
                 raw={
                     "pipeline": family.pipeline_class,
                     "family": family.kind,

@@ -46,7 +46,7 @@ from . import _openai_profiles as profiles
 from ._deadline_transport import REQUEST_DEADLINE, DeadlineTransport
 from ._openai_config import OpenAICompatibleBackendConfig, wire_for
 from ._openai_protocol import BodyReader, Flow, HttpRequest, Reply, Sleep, TruncatedBody, log
-from .base_backend import VisionBackend
+from .base_backend import VisionBackend, honour_all
 
 __all__ = ["OpenAICompatibleBackendConfig", "OpenAICompatibleVisionBackend"]
 
@@ -181,6 +181,10 @@ class OpenAICompatibleVisionBackend(VisionBackend):
             tasks = [t for t in tasks if t not in _VIDEO_TASKS]
         edit = rules["image_to_image"]
         target = payloads.Target(rules=rules["text_to_image"], profile=profile)
+        # width/height travel as `size` where a profile has no fields for them
+        unsendable = [
+            p for p in profiles.IMAGE_PARAMS if p not in profile.params and p not in ("width", "height")
+        ]
         return VisionBackendCapabilities(
             supported_tasks=tuple(tasks),
             supports_mask=not edit.known or "mask" in edit.inputs,
@@ -188,6 +192,14 @@ class OpenAICompatibleVisionBackend(VisionBackend):
             supports_progress=True,
             supports_cancel=True,
             max_batch=target.batch_limit(self.config.max_batch),
+            # what reaches the server: every parameter, except the diffusion parameters this
+            # profile cannot send (refused when given, reported as ignored when planned, such
+            # as a batch's seeds); what a server then ignores is reported per call
+            honoured_parameters={
+                task: tuple(p for p in names if p not in unsendable)
+                for task, names in honour_all(tasks).items()
+            },
+            ignored_reasons={name: profile.not_sent(name) for name in unsendable},
             raw={
                 "base_url": self.config.public_base_url,
                 "video_mode": self.config.video_mode,

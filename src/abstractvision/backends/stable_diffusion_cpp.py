@@ -52,7 +52,7 @@ from ..types import (
 from ._sdcpp_files import ModelFileInfo, check_model_file
 from ._sdcpp_loras import check_applied, lora_tags
 from ._sdcpp_process import InProcessEngine, WorkerProcess, logger, progress_event
-from .base_backend import VisionBackend
+from .base_backend import VisionBackend, honour_all
 
 __all__ = ["StableDiffusionCppBackendConfig", "StableDiffusionCppVisionBackend"]
 
@@ -277,12 +277,20 @@ class StableDiffusionCppVisionBackend(VisionBackend):
 
     def get_capabilities(self) -> VisionBackendCapabilities:
         tasks = self.supported_tasks()
+        honoured = honour_all([t for t in tasks if t != "image_upscale"])
+        if "image_upscale" in tasks:
+            honoured["image_upscale"] = ("scale",)  # the ESRGAN upscaler takes the image and a factor only
         return VisionBackendCapabilities(
             supported_tasks=tuple(tasks),
             supports_mask="image_to_image" in tasks,
             supports_native_batch=True,
             supports_progress=True,
             supports_cancel=True,
+            honoured_parameters=honoured,
+            ignored_reasons={
+                name: f"sd.cpp's ESRGAN upscaler takes no {name} (only the image and the scale)"
+                for name in ("prompt", "negative_prompt", "steps", "guidance_scale", "seed")
+            },
             raw={
                 "engine": ENGINE,
                 "isolated": self.config.isolate,
@@ -517,9 +525,9 @@ class StableDiffusionCppVisionBackend(VisionBackend):
         if resized:
             effective["input_resized_to"] = [width, height]
         if ignored:
-            effective["ignored_extra"] = ignored
             logger.info("sdcpp backend ignores extra keys it does not know: %s", ", ".join(ignored))
-        return self._execute(task, request, job, effective, loras=loras)
+        reported = {f"extra.{k}": "not a stable-diffusion.cpp generation parameter" for k in ignored}
+        return self._execute(task, request, job, effective, loras=loras, ignored=reported)
 
     def _execute(
         self,
@@ -529,6 +537,7 @@ class StableDiffusionCppVisionBackend(VisionBackend):
         effective: dict[str, Any],
         *,
         loras: Optional[list[dict[str, Any]]] = None,
+        ignored: Optional[dict[str, str]] = None,
     ) -> list[GeneratedAsset]:
         cfg = self.config
         deadline = time.monotonic() + cfg.timeout_s if cfg.timeout_s else None
@@ -568,6 +577,8 @@ class StableDiffusionCppVisionBackend(VisionBackend):
                 },
                 "worker": {"pid": pid, "isolated": cfg.isolate, "restarts": self.restarts},
             }
+            if ignored:
+                meta["ignored_parameters"] = dict(ignored)
             requested = (effective.get("width"), effective.get("height"))
             if task != "image_upscale" and requested != (image["width"], image["height"]):
                 meta["size_adjusted"] = {

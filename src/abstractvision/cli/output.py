@@ -4,8 +4,10 @@
 separator, or has no extension; files inside it are named after the command and the
 content hash, so repeated runs never overwrite a different image. A file name with several
 outputs gets ``-1``, ``-2`` ... (or ``-front``, ``-side`` ... for angles) before the
-extension. When the extension asks for another image format than the backend produced
-(``-o out.jpg`` for a PNG), the image is converted and the result says so.
+extension. A ``.png``, ``.jpg``/``.jpeg`` or ``.webp`` extension asks the manager for that
+``output_format`` (so the chosen metadata is embedded in that format); other image
+extensions (``.bmp``, ``.tiff``) are converted here, without embedded metadata, and the
+result says so. Files are created with the mode any tool's output gets (``0o666 & ~umask``).
 """
 
 from __future__ import annotations
@@ -76,6 +78,16 @@ def check_output(output: Optional[str]) -> None:
             break
 
 
+_FORMAT_BY_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+
+
+def format_from_output(output: Optional[str]) -> Optional[str]:
+    """The ``output_format`` a ``-o`` file name asks for (``None`` for a directory or another extension)."""
+    if output is None or is_directory_target(output):
+        return None
+    return _FORMAT_BY_EXT.get(Path(output).suffix.lower())
+
+
 def target_paths(output: Optional[str], items: list[OutputItem], command: str) -> list[Path]:
     """The file each output is written to (see the module docstring for the rules)."""
     if output is None or is_directory_target(output):
@@ -140,8 +152,12 @@ def item_record(item: OutputItem) -> dict[str, Any]:
         "sha256": hashlib.sha256(item.data).hexdigest(),
         "seed": meta.get("seed"),
     }
-    if item.converted_from:
-        out["converted_from"] = item.converted_from
+    encoding = meta.get("encoding")
+    converted = item.converted_from or (
+        encoding.get("converted_from") if isinstance(encoding, dict) else None
+    )
+    if converted:
+        out["converted_from"] = converted
     if "angle" in meta:
         out["angle"] = meta["angle"]
     if item.artifact_id:

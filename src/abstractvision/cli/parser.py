@@ -134,6 +134,13 @@ def number(text: str) -> float:
     return value
 
 
+def percent(text: str) -> int:
+    value = seed_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 100, got {value}")
+    return value
+
+
 def key_value(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     key = key.strip()
@@ -267,11 +274,40 @@ def _output_parent() -> CliParser:
     group.add_argument(
         "--json", action="store_true", help="print a JSON result (paths, refs, seeds, timings) on stdout"
     )
+    group.add_argument(
+        "--embed-metadata",
+        choices=("none", "parameters", "full"),
+        default=None,
+        help="what the files carry: none (default: no text), parameters (the A1111-style "
+        "'parameters' text: prompt, steps, sampler, CFG scale, seed, size, model) or full "
+        "(that plus the JSON provenance)",
+    )
     checks = parent.add_argument_group("checks")
     checks.add_argument(
         "--skip-registry-check",
         action="store_true",
         help="do not check --model's tasks and parameter limits against the capability registry",
+    )
+    return parent
+
+
+def _image_file_parent() -> CliParser:
+    parent = CliParser(add_help=False)
+    group = parent.add_argument_group("image file")
+    group.add_argument(
+        "--format",
+        dest="output_format",
+        choices=("png", "jpeg", "jpg", "webp"),
+        default=None,
+        help="encode the images as png, jpeg or webp (default: from -o's extension, else what "
+        "the backend returned)",
+    )
+    group.add_argument(
+        "--quality",
+        dest="output_compression",
+        type=percent,
+        metavar="0-100",
+        help="JPEG/WebP quality, 100 = best (OpenAI's output_compression; default 100)",
     )
     return parent
 
@@ -403,8 +439,9 @@ def build_parser() -> CliParser:
         return sub
 
     gen = (common, backend, output)
+    image_gen = (common, backend, output, _image_file_parent())
 
-    p = command("generate", "tasks:generate", "text to image", gen)
+    p = command("generate", "tasks:generate", "text to image", image_gen)
     p.add_argument("prompt", help="what to draw")
     g = p.add_argument_group("generation")
     _add_sampling(g)
@@ -413,7 +450,11 @@ def build_parser() -> CliParser:
     _add_extra(g)
 
     p = command(
-        "edit", "tasks:edit", "edit an image (image to image; inpainting with --mask)", gen, aliases=["i2i"]
+        "edit",
+        "tasks:edit",
+        "edit an image (image to image; inpainting with --mask)",
+        image_gen,
+        aliases=["i2i"],
     )
     p.add_argument("prompt", help="the edit to make")
     g = p.add_argument_group("generation")
@@ -427,7 +468,7 @@ def build_parser() -> CliParser:
     _add_lora(g)
     _add_extra(g)
 
-    p = command("upscale", "tasks:upscale", "upscale an image", gen)
+    p = command("upscale", "tasks:upscale", "upscale an image", image_gen)
     p.add_argument("image", metavar="IMAGE", help="input image (path, '-' for stdin, artifact:ID)")
     g = p.add_argument_group("generation")
     g.add_argument("--scale", type=number, metavar="X", help="upscale factor (for example 2 or 4)")
@@ -456,7 +497,7 @@ def build_parser() -> CliParser:
     _add_lora(g)
     _add_extra(g)
 
-    p = command("angles", "tasks:angles", "multi-view images of one subject", gen)
+    p = command("angles", "tasks:angles", "multi-view images of one subject", image_gen)
     p.add_argument("prompt", help="the subject")
     g = p.add_argument_group("generation")
     g.add_argument(
@@ -589,6 +630,13 @@ def build_parser() -> CliParser:
         default=[],
         metavar="KEY",
         help="backend 'extra' key clients may set, repeatable (none by default)",
+    )
+    g.add_argument(
+        "--embed-metadata",
+        choices=("none", "parameters", "full"),
+        default=None,
+        help="what result files carry: none (default), parameters (A1111-style text) or full "
+        "(plus the JSON provenance)",
     )
     g.add_argument(
         "--log-level",

@@ -102,6 +102,7 @@ def serve(args: argparse.Namespace) -> int:
         ("allowed_extra_keys", tuple(args.allow_extra_key) or None),
         ("preload", args.preload or None),
         ("max_loaded", args.max_loaded),
+        ("embed_metadata", args.embed_metadata),
         ("log_level", args.log_level or ("warning" if args.quiet else None)),
     ):
         if value is not None:

@@ -22,10 +22,38 @@ from .common import (
     settings_from_args,
     wants_tty,
 )
-from .output import OutputItem, check_output, item_record, print_json, write_outputs
+from .output import OutputItem, check_output, format_from_output, item_record, print_json, write_outputs
 from .progress import ProgressRenderer
 
 _NOUNS = {"video": "video", "i2v": "video"}
+_IMAGE_METHODS = frozenset({"generate_image", "edit_image", "upscale_image", "generate_angles"})
+
+
+def file_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """``embed_metadata``, and for images ``output_format``/``output_compression``, from the flags.
+
+    ``--format`` wins when given; otherwise ``-o NAME.jpg`` (``.png``, ``.webp``) implies the
+    format. A ``--format`` that contradicts ``-o``'s extension is a usage error.
+    """
+    out: dict[str, Any] = {}
+    if getattr(args, "embed_metadata", None):
+        out["embed_metadata"] = args.embed_metadata
+    if method not in _IMAGE_METHODS:
+        return out
+    chosen = getattr(args, "output_format", None)
+    chosen = "jpeg" if chosen == "jpg" else chosen
+    implied = format_from_output(getattr(args, "output", None))
+    if chosen and implied and chosen != implied:
+        raise InvalidRequestError(
+            f"--format {chosen} does not match --output {args.output!r} (a {implied} file name); "
+            "change one of them.",
+            param="output_format",
+        )
+    if chosen or implied:
+        out["output_format"] = chosen or implied
+    if getattr(args, "output_compression", None) is not None:
+        out["output_compression"] = args.output_compression
+    return out
 
 
 def _sampling(args: argparse.Namespace, *names: str) -> dict[str, Any]:
@@ -183,6 +211,7 @@ def run_task(
 ) -> int:
     """Run one generation command end to end: settings, manager, progress, outputs, report."""
     check_output(args.output)
+    params = {**params, **file_options(args, method)}
     settings = settings_from_args(args)
     count: Optional[int] = getattr(args, "count", None) if batchable else None
     started = time.perf_counter()

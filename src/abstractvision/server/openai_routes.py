@@ -78,6 +78,9 @@ def _common_params(body: dict[str, Any], opts: Any) -> dict[str, Any]:
         params["height"] = height
     if body.get("extra"):
         params["extra"] = dict(body["extra"])
+    for key in ("output_format", "output_compression"):  # image routes only (the video schema has neither)
+        if body.get(key) is not None:
+            params[key] = body[key]
     return params
 
 

@@ -41,6 +41,10 @@ class ServerOptions:
             another, the least recently used idle one is unloaded first.
         preload: load the served models when the app starts (up to ``max_loaded``) instead of
             on their first request.
+        embed_metadata: what result files carry, for every request: ``"none"`` (no text),
+            ``"parameters"`` (the A1111-style text) or ``"full"`` (plus the JSON provenance);
+            ``None`` (default) keeps the served manager's policy (the library default,
+            ``"none"``). Clients cannot change it. See docs/reproducibility.md.
     """
 
     api_key: Optional[str] = field(default=None, repr=False)
@@ -60,6 +64,7 @@ class ServerOptions:
     secrets: tuple[str, ...] = field(default=(), repr=False)
     max_loaded: Optional[int] = None
     preload: bool = False
+    embed_metadata: Optional[str] = None
 
     def __post_init__(self) -> None:
         positive = {
@@ -84,6 +89,11 @@ class ServerOptions:
         ):
             raise InvalidRequestError(
                 f"max_loaded must be a positive integer, got {self.max_loaded!r}.", param="max_loaded"
+            )
+        if self.embed_metadata is not None and self.embed_metadata not in ("none", "parameters", "full"):
+            raise InvalidRequestError(
+                f"embed_metadata must be 'none', 'parameters' or 'full', got {self.embed_metadata!r}.",
+                param="embed_metadata",
             )
         if self.max_n > 64:
             raise InvalidRequestError("max_n cannot exceed 64.", param="max_n")

@@ -140,7 +140,12 @@ def _engine(
 def _as_async_manager(target: Any, name: str) -> AsyncVisionManager:
     if isinstance(target, ManagerCore):
         return AsyncVisionManager(
-            backend=target.backend, model_id=target.model_id, registry=target.registry, model_label=name
+            backend=target.backend,
+            model_id=target.model_id,
+            registry=target.registry,
+            model_label=name,
+            embed_metadata=target.embed_metadata,
+            on_size_mismatch=target.on_size_mismatch,
         )
     if not callable(getattr(target, "generate_image", None)) and not callable(
         getattr(target, "get_capabilities", None)

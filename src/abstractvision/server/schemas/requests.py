@@ -44,6 +44,7 @@ _PROMPT_PATTERN = "^[^\\u0000]*\\S[^\\u0000]*$"
 _NO_NUL = "^[^\\u0000]*$"
 
 _BATCH_TASKS = ("text_to_image", "image_to_image", "text_to_video", "image_to_video")
+_IMAGE_TASKS = ("text_to_image", "image_to_image", "image_upscale", "multi_view_image")
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,20 @@ def image_input_component() -> dict[str, Any]:
     }
 
 
+def output_file_properties() -> dict[str, Any]:
+    """``output_format`` and ``output_compression`` (OpenAI's names) for every image task."""
+    return {
+        "output_format": {
+            "type": ["string", "null"],
+            "enum": ["png", "jpeg", "webp", None],
+            "description": "File format of the images (default: what the engine produced, PNG for local engines).",
+        },
+        "output_compression": _int(
+            0, 100, "JPEG/WebP quality, 100 = best (default 100); only with output_format jpeg or webp."
+        ),
+    }
+
+
 def _openai_image_fields(opts: ServerOptions, limits: Limits) -> dict[str, Any]:
     return {
         "model": _model(),
@@ -186,6 +201,7 @@ def _openai_image_fields(opts: ServerOptions, limits: Limits) -> dict[str, Any]:
             "description": "b64_json (default) or url (served from /v1/artifacts).",
         },
         "user": {"type": "string", "maxLength": 512, "description": "Accepted for compatibility; unused."},
+        **output_file_properties(),
         **diffusion_properties(limits),
     }
 
@@ -324,6 +340,8 @@ def job_task_schema(
             }
         if task in _BATCH_TASKS:
             props["n"] = _n(opts)
+    if task in _IMAGE_TASKS:
+        props.update(output_file_properties())
     if opts.allowed_extra_keys:
         props.update(_extra(opts))
     return {
