@@ -224,6 +224,8 @@ def _seed(
         return None, "unknown"
     if source is not None:
         return (reported if source != "unknown" else None), source
+    if "seed" in meta and reported is None:
+        return None, "unknown"  # the backend said it knows no seed
     if reported is not None:
         if reported == planned and origin in ("requested", "generated"):
             return reported, origin

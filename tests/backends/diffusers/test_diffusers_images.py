@@ -55,7 +55,9 @@ def test_same_seed_same_pixels_other_seed_differs(make_manager: Any, tiny_sd: st
 def test_metadata_and_png_text_chunks(make_manager: Any, tiny_sd: str) -> None:
     from abstractvision._media import read_png_text
 
-    asset = make_manager(tiny_sd).generate_image("a red cat", steps=SD_STEPS, seed=3, guidance_scale=5.0)
+    asset = make_manager(tiny_sd).generate_image(
+        "a red cat", steps=SD_STEPS, seed=3, guidance_scale=5.0, embed_metadata="full"
+    )
     meta = asset.metadata
     assert meta["backend"] == "diffusers"
     assert meta["model"] == tiny_sd
@@ -72,7 +74,7 @@ def test_metadata_and_png_text_chunks(make_manager: Any, tiny_sd: str) -> None:
     assert set(meta["timings"]) >= {"load_s", "inference_s", "encode_s", "total_s"}
     assert meta["timings"]["load_s"] > 0
     chunks = read_png_text(asset.data)
-    assert chunks["prompt"] == "a red cat"
+    assert chunks["parameters"].startswith("a red cat\n")
     embedded = json.loads(chunks["abstractvision"])
     assert embedded["seed"] == 3 and embedded["parameters"]["steps"] == SD_STEPS
 
