@@ -318,7 +318,7 @@ def render(code: int, stats: dict[str, Any], junit: ET.Element, wall: float, lon
         real = store_figs.get("enospc_real_tmpfs")
         w(
             f"- Full disk: {enospc.get('faults', 0)} ENOSPC faults injected across the write path "
-            f"(mkstemp, write, fsync, rename; blob and sidecar), "
+            f"(create, write, fsync, rename; blob and sidecar), "
             + (
                 f"and a real 64 KiB tmpfs filled up ({real.get('enospc_errors')} ENOSPC errors)"
                 if real

@@ -95,22 +95,6 @@ class ProgressRelay:
             self(ProgressEvent(task=self.task, phase=phase, **fields))
 
 
-#: What a file carries when the caller does not say (see docs/reproducibility.md): nothing.
-#: Prompts leak through shared images; the full provenance stays in the returned metadata
-#: and the store's sidecar, and ``embed_metadata="parameters"`` or ``"full"`` opts in.
-DEFAULT_EMBED_METADATA = "none"
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    """How a call's results are written and checked (the manager's job, never the backend's)."""
-
-    embed_metadata: str = DEFAULT_EMBED_METADATA
-    on_size_mismatch: str = "allow"
-    output_format: Optional[str] = None
-    output_compression: Optional[int] = None
-
-
 @dataclass
 class CallPlan:
     """A validated task call, ready to hand to the backend."""
@@ -127,7 +111,7 @@ class CallPlan:
     tags: dict[str, str] = field(default_factory=dict)
     strategy: Optional[str] = None
     views: tuple[_angles.AngleView, ...] = ()
-    output: OutputOptions = field(default_factory=OutputOptions)
+    output: _validation.OutputOptions = field(default_factory=_validation.OutputOptions)
     seed_origin: Optional[str] = None
     declared: _provenance.Declared = field(default_factory=lambda: _provenance.Declared(None, {}, "custom"))
 
@@ -169,7 +153,7 @@ class ManagerCore:
         registry: Optional[VisionModelCapabilitiesRegistry] = None,
         model_label: Optional[str] = None,
         *,
-        embed_metadata: str = DEFAULT_EMBED_METADATA,
+        embed_metadata: str = _validation.DEFAULT_EMBED_METADATA,
         on_size_mismatch: str = "allow",
     ) -> None:
         self.embed_metadata = _validation.check_embed_metadata(embed_metadata)
@@ -312,7 +296,9 @@ class ManagerCore:
             else:
                 self.registry.require_support(self.model_id, task)
         _validation.check_param_names(task, params)
-        output = self._output_options(params)
+        output = _validation.output_options(
+            params, embed_metadata=self.embed_metadata, on_size_mismatch=self.on_size_mismatch
+        )
         requested_strategy = params.pop("strategy", None)
         views: tuple[_angles.AngleView, ...] = ()
         if task == "multi_view_image":
@@ -436,21 +422,6 @@ class ManagerCore:
         )
         plan.check_cancelled()
         return plan
-
-    def _output_options(self, params: dict[str, Any]) -> OutputOptions:
-        """Take the output options out of ``params`` (checked; the manager's defaults fill the rest)."""
-        embed = params.pop("embed_metadata", None)
-        strict = params.pop("on_size_mismatch", None)
-        fmt = _validation.check_output_format(params.pop("output_format", None))
-        quality = _validation.check_output_compression(params.pop("output_compression", None), fmt)
-        return OutputOptions(
-            embed_metadata=self.embed_metadata if embed is None else _validation.check_embed_metadata(embed),
-            on_size_mismatch=(
-                self.on_size_mismatch if strict is None else _validation.check_on_size_mismatch(strict)
-            ),
-            output_format=fmt,
-            output_compression=quality,
-        )
 
     @staticmethod
     def _backend_name(backend: Any) -> str:

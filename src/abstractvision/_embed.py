@@ -237,6 +237,9 @@ def _jpeg(data: bytes, text: Optional[str], provenance: Optional[str]) -> tuple[
     kept: list[bytes] = []
     pos = 2
     while pos + 4 <= len(data) and data[pos] == 0xFF:
+        if data[pos + 1] == 0xFF:  # a fill byte before the marker
+            pos += 1
+            continue
         marker = data[pos + 1]
         if marker == 0xDA:  # start of scan: the rest is entropy-coded data
             break

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from .errors import InvalidRequestError
@@ -362,3 +363,33 @@ def check_output_compression(value: Any, output_format: Optional[str]) -> Option
             param="output_compression",
         )
     return quality
+
+
+#: What a file carries when the caller does not say (see docs/reproducibility.md): nothing.
+#: Prompts leak through shared images; the full provenance stays in the returned metadata
+#: and the store's sidecar, and ``embed_metadata="parameters"`` or ``"full"`` opts in.
+DEFAULT_EMBED_METADATA = "none"
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How a call's results are written and checked (the manager's job, never the backend's)."""
+
+    embed_metadata: str = DEFAULT_EMBED_METADATA
+    on_size_mismatch: str = "allow"
+    output_format: Optional[str] = None
+    output_compression: Optional[int] = None
+
+
+def output_options(params: dict[str, Any], *, embed_metadata: str, on_size_mismatch: str) -> OutputOptions:
+    """Take the output options out of ``params``, checked; the manager's defaults fill the rest."""
+    embed = params.pop("embed_metadata", None)
+    strict = params.pop("on_size_mismatch", None)
+    fmt = check_output_format(params.pop("output_format", None))
+    quality = check_output_compression(params.pop("output_compression", None), fmt)
+    return OutputOptions(
+        embed_metadata=embed_metadata if embed is None else check_embed_metadata(embed),
+        on_size_mismatch=on_size_mismatch if strict is None else check_on_size_mismatch(strict),
+        output_format=fmt,
+        output_compression=quality,
+    )

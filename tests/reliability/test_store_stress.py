@@ -25,7 +25,6 @@ import random
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -276,7 +275,7 @@ class _FullDiskFile:
         self._fh.close()
 
 
-FAULT_POINTS = ["mkstemp", "write", "fsync", "replace"]
+FAULT_POINTS = ["create", "write", "fsync", "replace"]
 
 
 @contextlib.contextmanager
@@ -288,15 +287,15 @@ def disk_full_at(monkeypatch: pytest.MonkeyPatch, point: str, nth: int) -> Itera
         calls[0] += 1
         return calls[0] == nth
 
-    if point == "mkstemp":
-        real_mkstemp = tempfile.mkstemp
+    if point == "create":  # the temporary file: os.open(..., O_CREAT | O_EXCL, mode)
+        real_open = os.open
 
-        def mkstemp(*a: Any, **kw: Any) -> Any:
-            if hit():
+        def os_open(path: Any, flags: int, *a: Any, **kw: Any) -> Any:
+            if flags & os.O_CREAT and hit():
                 raise _enospc()
-            return real_mkstemp(*a, **kw)
+            return real_open(path, flags, *a, **kw)
 
-        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+        monkeypatch.setattr(os, "open", os_open)
     elif point == "write":
         real_fdopen = os.fdopen
 
