@@ -42,6 +42,27 @@ def test_output_file_mode_follows_the_umask(cli, fake, tmp_path, mask) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_stored_files_are_private_and_exports_follow_the_umask(cli, fake, tmp_path) -> None:
+    store_dir = tmp_path / "store"
+    with umask(0o022):
+        result = cli("generate", "x", "--store", "--store-dir", str(store_dir), "--json", "-q")
+        assert result.code == 0, result.err
+        (record,) = result.json()["outputs"]
+        exported = cli(
+            "store",
+            "export",
+            record["artifact_id"],
+            "-o",
+            str(tmp_path / "shared.png"),
+            "--store-dir",
+            str(store_dir),
+        )
+    assert exported.code == 0, exported.err
+    assert stat.S_IMODE(os.stat(record["path"]).st_mode) == 0o600  # the store's own file
+    assert stat.S_IMODE((tmp_path / "shared.png").stat().st_mode) == 0o644
+
+
 # -- formats and policies (fake engine: fast, exact) ---------------------------------------
 
 
