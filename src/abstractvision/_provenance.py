@@ -142,7 +142,9 @@ def reconcile(
     """
     raw = meta.get("parameters")
     reported: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    ignored = _ignored_by_declaration(task, requested, declared)
+    # a batch's planned seed counts as given (the batch records it in metadata["batch"])
+    given = {**requested, "seed": planned_seed} if planned_seed is not None else requested
+    ignored = _ignored_by_declaration(task, given, declared)
     ignored.update(_normal_ignored(meta.get("ignored_parameters"), declared.backend))
 
     applied = {**requested, **reported}

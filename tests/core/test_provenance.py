@@ -259,6 +259,10 @@ def test_declared_ignored_parameters_are_reported_never_claimed():
     assert "seed" not in meta["parameters"] and "steps" not in meta["parameters"]
     _, _, fields = parse_infotext(open_image(asset.data).text["parameters"])
     assert "Seed" not in fields and "Steps" not in fields and fields["Size"] == "32x32"
+    # the seeds a batch plans are not claimed either
+    batch = VisionManager(backend=NativeSizeBackend()).generate_image_batch("x", count=2, seed=3)
+    assert [(a.seed, a.metadata["seed_source"]) for a in batch] == [(None, "unknown")] * 2
+    assert all("seed" in a.metadata["ignored_parameters"] for a in batch)
 
 
 def test_size_change_is_recorded_and_can_be_refused(store):
