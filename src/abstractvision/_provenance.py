@@ -8,7 +8,8 @@ the returned image or video), so that:
 
 - ``metadata["parameters"]`` holds the parameters applied (a parameter known to be ignored
   is not in it; ``width``/``height`` are the size that came back);
-- ``metadata["ignored_parameters"]`` maps every parameter known to be ignored to why;
+- ``metadata["ignored_parameters"]`` maps every parameter known to be ignored to why
+  (absent when none is);
 - ``metadata["seed"]`` is a seed only when the backend knows the engine used it, and
   ``metadata["seed_source"]`` says where it came from (``requested``, ``generated``,
   ``engine``, ``unknown``);
@@ -180,7 +181,10 @@ def reconcile(
         applied["width"], applied["height"] = returned_size
 
     meta["parameters"] = applied
-    meta["ignored_parameters"] = dict(sorted(ignored.items()))
+    if ignored:
+        meta["ignored_parameters"] = dict(sorted(ignored.items()))
+    else:
+        meta.pop("ignored_parameters", None)  # absent: nothing is known to be ignored
     meta["seed"] = seed
     meta["seed_source"] = source
     if size_adjusted is not None:

@@ -330,7 +330,8 @@ class ReportingBackend(VisionBackend):
 def test_seed_source_says_what_is_known(report, seed, source, ignored):
     asset = VisionManager(backend=ReportingBackend(report)).generate_image("x", seed=7)
     assert (asset.metadata["seed"], asset.metadata["seed_source"]) == (seed, source)
-    assert asset.metadata["ignored_parameters"] == ignored
+    assert asset.metadata.get("ignored_parameters", {}) == ignored
+    assert ("ignored_parameters" in asset.metadata) == bool(ignored)  # absent when nothing is ignored
 
 
 def test_generated_seeds_are_marked_generated():
@@ -354,7 +355,7 @@ def test_async_manager_finalizes_the_same_way():
     )
     assert first.data == second.data == sync.data
     assert first.metadata["size_adjusted"] == sync.metadata["size_adjusted"]
-    assert first.metadata["ignored_parameters"] == sync.metadata["ignored_parameters"]
+    assert first.metadata["ignored_parameters"] == sync.metadata["ignored_parameters"] != {}
 
 
 # -- video (MP4) -------------------------------------------------------------------------
