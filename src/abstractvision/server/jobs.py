@@ -516,8 +516,6 @@ class JobRunner:
         kwargs = dict(spec.params)
         kwargs["on_progress"] = on_progress
         kwargs["cancel"] = jobs[0].cancel if len(jobs) == 1 else _GroupCancel(jobs)
-        if self.opts.embed_metadata is not None:  # the operator's choice, never the client's
-            kwargs["embed_metadata"] = self.opts.embed_metadata
         if self.residency is not None:
             async with self.residency.hold(self.name, deliver, spec.task):
                 return await self._run_manager(jobs, kwargs)

@@ -298,6 +298,11 @@ class BaseState:
     def _served_list(self) -> str:
         return "; ".join(f"{e.name} ({', '.join(e.tasks) or 'no tasks'})" for e in self.engines.values())
 
+    def operator_options(self, spec: CallSpec) -> None:
+        """What the operator decides for every request (clients cannot): the ``embed_metadata`` policy."""
+        if self.opts.embed_metadata is not None:
+            spec.params["embed_metadata"] = self.opts.embed_metadata
+
     async def _prevalidate(self, engine: Engine, spec: CallSpec) -> None:
         params = dict(spec.params)
         batch = spec.n > 1
@@ -345,6 +350,7 @@ class ServerState(BaseState):
     async def submit(self, spec: CallSpec, *, kind: str, url_base: str, keep_assets: bool = False) -> Job:
         """Validate ``spec`` with the model's manager, then queue it as a job."""
         engine = await self.resolve(spec.model, spec.task)
+        self.operator_options(spec)
         await self._prevalidate(engine, spec)
         job = Job(spec, model=engine.name, kind=kind, url_base=self.opts.public_url or url_base)
         job.keep_assets = keep_assets
