@@ -9,6 +9,13 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from _skip_policy import (  # noqa: E402,F401 - the skip policy's hooks, registered with this conftest
+    pytest_collectreport,
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
