@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _skip_policy import (  # noqa: E402,F401 - the skip policy's hooks, registered with this conftest
+from _skip_policy import (  # noqa: F401 - the skip policy's hooks, registered with this conftest
     pytest_collectreport,
     pytest_runtest_logreport,
     pytest_sessionfinish,
