@@ -1,10 +1,14 @@
-"""``demo``: prove the installation works without downloading anything.
+"""``demo`` and ``serve --demo``: prove the installation works without downloading anything.
 
-It builds a tiny Stable Diffusion pipeline with random weights in a temporary folder
+``demo`` builds a tiny Stable Diffusion pipeline with random weights in a temporary folder
 (:func:`abstractvision.testing.tiny_diffusers.build_tiny_sd`), loads it back through the
 normal :class:`~abstractvision.backends.HuggingFaceDiffusersVisionBackend` path
 (``local_files_only``), generates one image through :class:`~abstractvision.VisionManager`
 and saves it. The picture is noise: the weights are random.
+
+``serve --demo`` serves two such models (:func:`build_demo_models`): a tiny Stable Diffusion
+(text to image, image to image) and a tiny Wan 2.1 (text to video), labelled as noise
+generators in their names, in ``/v1/models`` and in the playground.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..config import BackendSettings
 from ..errors import OptionalDependencyMissingError
+from ..served_models import ServedModel
 from ..types import ProgressEvent
 from .common import quiet_libraries, wants_tty
 from .output import check_output
@@ -33,10 +39,49 @@ NEXT_STEP = (
 )
 
 
-def _require_diffusers() -> None:
+#: the served names of ``serve --demo``'s models (the names say what they make)
+DEMO_IMAGE_MODEL = "tiny-sd-noise"
+DEMO_VIDEO_MODEL = "tiny-wan-noise"
+DEMO_DESCRIPTION = (
+    "random-weight demo model: its {what} are noise (a smoke test of the server, nothing was downloaded)"
+)
+
+
+def _require_diffusers(purpose: str = "the demo") -> None:
     for module, dist in (("torch", "torch"), ("diffusers", "diffusers"), ("transformers", "transformers")):
         if importlib.util.find_spec(module) is None:
-            raise OptionalDependencyMissingError(dist, "diffusers", purpose="the demo")
+            raise OptionalDependencyMissingError(dist, "diffusers", purpose=purpose)
+
+
+def build_demo_models(folder: Path, *, device: str = "cpu", seed: int = 0) -> list[ServedModel]:
+    """Build ``serve --demo``'s two tiny random-weight models under ``folder`` and describe them.
+
+    Their request defaults keep a request that names no size cheap and valid (64x64 images;
+    9 frames of 32x32 for the video model, which cannot make large frames).
+    """
+    _require_diffusers("serve --demo")
+    from ..testing.tiny_diffusers import build_tiny_sd, build_tiny_wan
+
+    image = build_tiny_sd(folder / DEMO_IMAGE_MODEL, seed=seed)
+    video = build_tiny_wan(folder / DEMO_VIDEO_MODEL, seed=seed)
+
+    def settings(path: str) -> BackendSettings:
+        return BackendSettings(backend="diffusers", model=path, device=device, allow_download=False)
+
+    return [
+        ServedModel(
+            DEMO_IMAGE_MODEL,
+            settings(image),
+            description=DEMO_DESCRIPTION.format(what="images"),
+            request_defaults={"width": 64, "height": 64, "steps": 4},
+        ),
+        ServedModel(
+            DEMO_VIDEO_MODEL,
+            settings(video),
+            description=DEMO_DESCRIPTION.format(what="videos"),
+            request_defaults={"width": 32, "height": 32, "num_frames": 9, "fps": 8, "steps": 4},
+        ),
+    ]
 
 
 def demo(args: argparse.Namespace) -> int:
