@@ -33,6 +33,10 @@ NOTICE = (
     "note: this image is random noise from a smoke-test model with random weights (nothing was "
     "downloaded); it shows that generation works end to end on this machine, not image quality."
 )
+MODEL_NOTE = (
+    "a random-weight model built in a temporary folder that is deleted when the demo exits "
+    "(abstractvision serve --demo serves it and a tiny video model over HTTP)"
+)
 NEXT_STEP = (
     'next: abstractvision generate "a watercolor lighthouse at dusk" --backend diffusers '
     "--model runwayml/stable-diffusion-v1-5 --allow-download -o lighthouse.png"
@@ -117,7 +121,8 @@ def demo(args: argparse.Namespace) -> int:
                 model_id=model_dir, device=args.device, allow_download=False
             )
         )
-        manager = VisionManager(backend=backend)
+        # the folder is deleted at exit: results name the model, never the temporary path
+        manager = VisionManager(backend=backend, model_label=DEMO_IMAGE_MODEL)
         results = execute(
             manager,
             "generate_image",
@@ -132,7 +137,9 @@ def demo(args: argparse.Namespace) -> int:
         OutputItem(data=bytes(r.data), mime_type=r.mime_type, metadata=dict(r.metadata)) for r in results
     ]
     save(args.output, items, "demo", None)
-    report(args, items, elapsed, smoke_test=True, notice=NOTICE, build_s=round(build_s, 4))
+    report(
+        args, items, elapsed, smoke_test=True, notice=NOTICE, model_note=MODEL_NOTE, build_s=round(build_s, 4)
+    )
     if not args.quiet:
         sys.stderr.write(f"{NOTICE}\n{NEXT_STEP}\n")
     return 0
