@@ -7,72 +7,17 @@ import base64
 import io
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
-from cli_helpers import subprocess_env
+from cli_helpers import DemoServer, start_demo_server
+from cli_helpers import stop_demo_server as stop
 
 pytestmark = [pytest.mark.server, pytest.mark.diffusers]
 
 openai = pytest.importorskip("openai")
 httpx = pytest.importorskip("httpx")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class DemoServer:
-    proc: subprocess.Popen[str]
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-def start_demo_server(*extra: str) -> DemoServer:
-    """``python -m abstractvision serve --demo --port P``; returns once /healthz answers."""
-    pytest.importorskip("torch")
-    pytest.importorskip("diffusers")
-    pytest.importorskip("starlette")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "abstractvision", "serve", "--demo", "--port", str(port), *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=subprocess_env(),
-    )
-    server = DemoServer(proc, port)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise AssertionError(f"serve --demo exited with {proc.returncode}: {proc.communicate()}")
-        assert time.monotonic() < deadline, "serve --demo did not start"
-        time.sleep(0.2)
-
-
-def stop(server: DemoServer) -> tuple[int, str]:
-    """Ctrl-C, as a user stops it; returns (exit code, stderr)."""
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGINT)
-    _, err = server.proc.communicate(timeout=60)
-    return server.proc.returncode, err
 
 
 @pytest.fixture(scope="module")
