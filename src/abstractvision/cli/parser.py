@@ -101,9 +101,9 @@ class CliParser(argparse.ArgumentParser):
             words = _QUOTED.findall(head)[:1]
             known_choices = [c.strip(" '\")") for c in choices.split(",")]
             for word in words:
-                close = difflib.get_close_matches(word, known_choices, n=1, cutoff=0.6)
-                if close:
-                    return f"did you mean '{close[0]}'? Or {help_hint}"
+                spelled = difflib.get_close_matches(word, known_choices, n=1, cutoff=0.6)
+                if spelled:
+                    return f"did you mean '{spelled[0]}'? Or {help_hint}"
         return help_hint[0].upper() + help_hint[1:]
 
 

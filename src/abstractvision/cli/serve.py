@@ -92,6 +92,7 @@ def _serve(args: argparse.Namespace, demo: Optional[list[ServedModel]]) -> int:
     from .worker import distributed_settings
 
     broker, prefix = distributed_settings(args, required=False)
+    models: list[ServedModel] = []
     if demo is not None:
         broker, models = "", demo  # the demo runs in this process, whatever ABSTRACTVISION_BROKER says
     elif broker:
@@ -101,7 +102,6 @@ def _serve(args: argparse.Namespace, demo: Optional[list[ServedModel]]) -> int:
                 "'abstractvision worker' processes instead; it serves what they announce.",
                 param="broker",
             )
-        models: list[ServedModel] = []
     else:
         models = served_models(args)
     try:
