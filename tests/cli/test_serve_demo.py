@@ -92,6 +92,15 @@ def test_ctrl_c_stops_it_and_deletes_the_models_folder() -> None:
     err_start = ""
     try:
         assert httpx.get(server.url + "/").status_code == 200  # the playground page
+        # load both models once, so their loading shows (or not) in the server log
+        image = httpx.post(server.url + "/v1/images/generations", json={"model": "tiny-sd-noise", "prompt": "x"}, timeout=120)
+        assert image.status_code == 200, image.text
+        job = httpx.post(server.url + "/v1/jobs", json={"model": "tiny-wan-noise", "task": "text_to_video", "prompt": "x"})
+        assert job.status_code == 202, job.text
+        deadline = time.monotonic() + 120
+        while httpx.get(f"{server.url}/v1/jobs/{job.json()['id']}").json()["status"] != "completed":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
     finally:
         code, err_start = stop(server)
     assert code == 0, err_start
@@ -102,6 +111,9 @@ def test_ctrl_c_stops_it_and_deletes_the_models_folder() -> None:
     assert "tiny-sd-noise (diffusers backend; random-weight demo model: its images are noise" in line
     assert "tiny-wan-noise (diffusers backend; random-weight demo model: its videos are noise" in line
     assert "requires torchvision" not in err_start  # the transformers notice is dropped (issue 20, item 7)
+    # the tiny models' load bars and library warnings stay out of the demo's log
+    assert "it/s" not in err_start and "Loading pipeline components" not in err_start
+    assert "Expected types for text_encoder" not in err_start
     assert "Traceback" not in err_start
 
 

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from ..errors import InvalidRequestError, OptionalDependencyMissingError
 from ..served_models import ServedModel, served_models_from_args, unique_names
-from .common import settings_from_args
+from .common import quiet_libraries, settings_from_args
 
 SERVER_API_KEY_ENV = "ABSTRACTVISION_SERVER_API_KEY"
 
@@ -78,7 +78,11 @@ def _serve_demo(args: argparse.Namespace) -> int:
     from .demo import build_demo_models
 
     device = settings_from_args(args).device or "cpu"
-    with tempfile.TemporaryDirectory(prefix="abstractvision-serve-demo-") as tmp:
+    # the tiny models' own load bars and warnings (a T5 where Wan expects UMT5) are noise here
+    with (
+        quiet_libraries(enabled=not args.debug),
+        tempfile.TemporaryDirectory(prefix="abstractvision-serve-demo-") as tmp,
+    ):
         if not args.quiet:
             sys.stderr.write(
                 "abstractvision serve --demo: building two tiny random-weight models (nothing is downloaded) "
