@@ -8,17 +8,34 @@ marked blocks run in order, in one fresh Python process, in a temporary folder.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "cli"))
 
-from cli_helpers import start_demo_server, stop_demo_server, subprocess_env  # noqa: E402
+
+def _cli_helpers() -> ModuleType:
+    """tests/cli/cli_helpers.py, loaded by path (no sys.path change that other tests would see)."""
+    spec = importlib.util.spec_from_file_location("_docs_cli_helpers", REPO / "tests" / "cli" / "cli_helpers.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+_helpers = _cli_helpers()
+start_demo_server, stop_demo_server, subprocess_env = (
+    _helpers.start_demo_server,
+    _helpers.stop_demo_server,
+    _helpers.subprocess_env,
+)
 
 pytestmark = [pytest.mark.diffusers, pytest.mark.server]
 
