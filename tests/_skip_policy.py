@@ -3,8 +3,8 @@
 With ``ABSTRACTVISION_STRICT_SKIPS=1`` (``.ci/run`` sets it), a skipped test whose reason is not
 in :data:`ALLOWED_SKIPS` fails the run: a broken extra, a missing Chromium or Redis, an entry
 point that is not declared... all show up as skips first, and a green run must not hide them.
-``ABSTRACTVISION_SKIP_REPORT=FILE`` writes every skip (node id, reason, allowed) as JSON, which
-``scripts/skip_report.py`` prints at the end of ``.ci/run``.
+``ABSTRACTVISION_SKIP_REPORT=FILE`` also writes every skip (node id, reason, allowed) as JSON;
+the report itself is the last section of pytest's output.
 
 Imported by ``tests/conftest.py`` (its hooks become the conftest's); usable alone with
 ``-p _skip_policy`` and ``tests`` on the path.
@@ -55,6 +55,7 @@ def _strict() -> bool:
 def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
     path = os.environ.get("ABSTRACTVISION_SKIP_REPORT")
     if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w", encoding="utf-8") as fh:
             json.dump({"strict": _strict(), "skips": _SKIPS}, fh, indent=2)
     passed = (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)

@@ -30,9 +30,6 @@ def test_an_unexpected_skip_fails_a_strict_run(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stdout
     assert "UNEXPECTED" in result.stdout and "skip report" in result.stdout
     assert report["skips"][0]["allowed"] is False
-    script = subprocess.run([sys.executable, str(TESTS.parent / "scripts" / "skip_report.py"), str(tmp_path / "skips.json")],
-                            capture_output=True, text=True)  # fmt: skip
-    assert script.returncode == 1 and "a_module_that_is_not_installed" in script.stdout
     relaxed, _ = _run(tmp_path, body, strict=False)
     assert relaxed.returncode == 5  # outside CI a missing extra is only reported (5: nothing ran)
 

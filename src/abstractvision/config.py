@@ -362,6 +362,38 @@ def backend_setting_names(backend: str) -> frozenset[str]:
     return frozenset(key for key, target in _setting_targets(fields).items() if target in fields)
 
 
+def _check_sdcpp_model(model: str, options: dict[str, Any]) -> None:
+    """``--model`` of the sd.cpp backend that is no file: a label beside components, else an error.
+
+    sd.cpp loads files. A model that is not a file is only meaningful as the provenance label of
+    a component model (``--diffusion-model`` ...) or an upscale-only backend; otherwise say what is
+    wrong with it (a missing file, a folder, a hub id) and how to give the model.
+    """
+    if options.get("diffusion_model") or options.get("upscaler"):
+        return
+    path = Path(model).expanduser()
+    components = "or give a component model with --diffusion-model FILE plus --vae/--taesd and its text encoders"
+    if path.is_dir():
+        raise InvalidRequestError(
+            f"The sdcpp model {model!r} is a folder; stable-diffusion.cpp loads one checkpoint file. Point the "
+            f"model (--model) at the .gguf/.safetensors file inside it, {components}.",
+            param="model",
+        )
+    hub_id = model.count("/") == 1 and not model.startswith((".", "~", "/")) and not path.suffix
+    if hub_id or (os.sep not in model and "/" not in model and not path.suffix):
+        raise InvalidRequestError(
+            f"The sdcpp model {model!r} is not a file; stable-diffusion.cpp loads local checkpoint files "
+            f"(GGUF or safetensors) and downloads nothing. Give the model as a file path (--model "
+            f"PATH/TO/MODEL.gguf), {components}.",
+            param="model",
+        )
+    raise InvalidRequestError(
+        f"The sdcpp model file {model!r} does not exist (looked for {path.absolute()}). Check the path "
+        f"(--model), {components}.",
+        param="model",
+    )
+
+
 def create_backend(settings: BackendSettings) -> Any:
     """Instantiate the configured backend (imports only that backend's module)."""
     if settings.backend is None:
@@ -375,8 +407,10 @@ def create_backend(settings: BackendSettings) -> Any:
     kwargs: dict[str, Any] = {}
     mapping = _setting_targets(fields)
     if settings.backend == "sdcpp" and settings.model:
-        # a single-file checkpoint path goes to `model`; anything else is a provenance label
+        # a single-file checkpoint path goes to `model`; with components, anything else is a label
         is_file = Path(str(settings.model)).expanduser().is_file()
+        if not is_file:
+            _check_sdcpp_model(str(settings.model), settings.options)
         mapping["model"] = "model" if is_file and "model" in fields else "model_id"
     for key, target in mapping.items():
         value = getattr(settings, key)

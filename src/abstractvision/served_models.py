@@ -35,8 +35,10 @@ options, for mixed setups::
 
 Each table takes the settings of :mod:`abstractvision.config` (``backend``, ``model``,
 ``base_url``, ``api_key``, ``device``, ``dtype``, ``allow_download``, ``timeout_s``,
-``options``), plus ``workers``, ``queue_size`` and ``registry_id`` (a capability-registry id
-whose tasks and parameter limits then gate requests). From the command line's settings a file
+``options``), plus ``workers``, ``queue_size``, ``registry_id`` (a capability-registry id
+whose tasks and parameter limits then gate requests), ``description`` (one line clients
+see in ``/v1/models`` and the playground) and ``request_defaults`` (a table of request
+parameters used when a request leaves them out, e.g. ``steps = 4``). From the command line's settings a file
 model inherits only the machine-wide ones (``device``, ``dtype``, ``allow_download``,
 ``timeout_s``): its backend, model and options are its own. Shared values (the command
 line's and ``[defaults]``) reach only the models whose backend takes them (``device`` is not
@@ -49,7 +51,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -71,7 +73,11 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+/-]{0,127}$")
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 #: settings a file model inherits from the command line (the machine's, not the model's)
 _INHERITED = ("device", "dtype", "allow_download", "timeout_s")
-_MODEL_KEYS = ("workers", "queue_size", "registry_id")
+_MODEL_KEYS = ("workers", "queue_size", "registry_id", "description", "request_defaults")
+#: request fields that are inputs or routing, never defaults
+_NOT_DEFAULTS = frozenset(
+    {"prompt", "image", "mask", "reference_image", "reference_images", "count", "seeds", "extra"}
+)
 #: backend options that name files (resolved against the models file's folder)
 _PATH_OPTIONS = (
     "model",
@@ -99,6 +105,11 @@ class ServedModel:
         workers: engine calls at the same time for this model (``None``: the server's).
         queue_size: waiting jobs for this model before 429 (``None``: the server's).
         registry_id: capability-registry id whose tasks and limits gate this model's requests.
+        description: one line about the model that clients see (``/v1/models``, the playground,
+            the startup line), e.g. that ``serve --demo``'s models make noise.
+        request_defaults: request parameters applied when a request leaves them out
+            (``{"width": 64, "height": 64, "steps": 4}``), for every task that takes them; a
+            request's own value always wins.
     """
 
     name: str
@@ -106,6 +117,8 @@ class ServedModel:
     workers: Optional[int] = None
     queue_size: Optional[int] = None
     registry_id: Optional[str] = None
+    description: Optional[str] = None
+    request_defaults: Optional[Mapping[str, Any]] = None
 
     def __post_init__(self) -> None:
         check_name(self.name)
@@ -115,6 +128,13 @@ class ServedModel:
                 raise InvalidRequestError(
                     f"Model {self.name!r}: {key} must be a positive integer, got {value!r}.", param=key
                 )
+        if self.description is not None and not isinstance(self.description, str):
+            raise InvalidRequestError(
+                f"Model {self.name!r}: description must be a string, got {self.description!r}.",
+                param="description",
+            )
+        if self.request_defaults is not None:
+            check_request_defaults(self.name, self.request_defaults)
 
     @property
     def local_paths(self) -> tuple[str, ...]:
@@ -127,6 +147,31 @@ class ServedModel:
                 if path.exists():
                     out += [str(path.absolute()), str(path.resolve())]
         return tuple(dict.fromkeys(out))
+
+
+def check_request_defaults(name: str, defaults: Any) -> None:
+    """Refuse request defaults that are not a table of known scalar request parameters."""
+    import dataclasses
+
+    from ._core import _REQUEST_TYPES
+
+    if not isinstance(defaults, Mapping):
+        raise InvalidRequestError(
+            f"Model {name!r}: request_defaults must be a table of parameter = value.", param="request_defaults"
+        )
+    known = {f.name for cls in _REQUEST_TYPES.values() for f in dataclasses.fields(cls)} - _NOT_DEFAULTS
+    for key, value in defaults.items():
+        if key not in known:
+            raise InvalidRequestError(
+                f"Model {name!r}: request_defaults has an unknown parameter {key!r}; known: "
+                f"{', '.join(sorted(known))}.",
+                param="request_defaults",
+            )
+        if isinstance(value, (dict, list, tuple, set, bytes)) or value is None:
+            raise InvalidRequestError(
+                f"Model {name!r}: request_defaults.{key} must be a number, a string or a boolean.",
+                param="request_defaults",
+            )
 
 
 def check_name(name: Any) -> str:

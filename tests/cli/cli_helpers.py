@@ -7,6 +7,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -146,3 +147,60 @@ def png_file(
     with open(path, "wb") as fh:
         fh.write(png_bytes(size[0], size[1], color, mode))
     return str(path)
+
+
+# -- `serve --demo` as a real process (tests/cli/test_serve_demo.py, tests/docs) ------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class DemoServer:
+    proc: subprocess.Popen[str]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_demo_server(*extra: str) -> DemoServer:
+    """``python -m abstractvision serve --demo --port P``; returns once /healthz answers."""
+    import httpx
+    import pytest
+
+    pytest.importorskip("torch")
+    pytest.importorskip("diffusers")
+    pytest.importorskip("starlette")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "abstractvision", "serve", "--demo", "--port", str(port), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
+    server = DemoServer(proc, port)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(f"serve --demo exited with {proc.returncode}: {proc.communicate()}")
+        assert time.monotonic() < deadline, "serve --demo did not start"
+        time.sleep(0.2)
+
+
+def stop_demo_server(server: DemoServer) -> tuple[int, str]:
+    """Ctrl-C, as a user stops it; returns (exit code, stderr)."""
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGINT)
+    _, err = server.proc.communicate(timeout=60)
+    return server.proc.returncode, err

@@ -16,10 +16,30 @@ from cli_helpers import REPO, subprocess_env
 def test_models_lists_the_registry(cli) -> None:
     from abstractvision import VisionModelCapabilitiesRegistry
 
+    reg = VisionModelCapabilitiesRegistry()
     result = cli("models")
     assert result.code == 0
-    ids = [line.split()[0] for line in result.out.splitlines()]
-    assert ids == VisionModelCapabilitiesRegistry().list_models()
+    header, *rows = result.out.splitlines()
+    assert header.split() == ["MODEL", "TASKS", "BACKENDS"]
+    assert [line.split()[0] for line in rows] == reg.list_models()
+    # full task names, as every --task takes them (issue 20: no 't2i' that --task refused)
+    schnell = next(r.split() for r in rows if r.startswith("black-forest-labs/FLUX.1-schnell "))
+    assert schnell[1] == ",".join(reg.get("black-forest-labs/FLUX.1-schnell").tasks)
+    assert not any(short in result.out.split() for short in ("t2i", "i2i", "t2v", "i2v"))
+    assert header.index("TASKS") == rows[0].index(rows[0].split()[1])  # the columns line up
+
+
+@pytest.mark.parametrize(("short", "full"), [("t2i", "text_to_image"), ("i2i", "image_to_image"),
+                                              ("upscale", "image_upscale"), ("multi-view", "multi_view_image"),
+                                              ("t2v", "text_to_video"), ("I2V", "image_to_video")])  # fmt: skip
+def test_task_short_names_are_accepted_wherever_a_task_is_typed(cli, short, full) -> None:
+    by_short, by_full = cli("models", "--task", short, "--json"), cli("models", "-t", full, "--json")
+    assert by_short.code == 0, by_short.err
+    assert by_short.json() == by_full.json() and by_full.json()
+    local = cli("models", "--local", "--task", short, "--json")
+    assert local.code == 0, local.err
+    listed = cli("store", "list", "--task", short, "--json")
+    assert listed.code == 0, listed.err
 
 
 def test_models_filtered_by_task_and_backend(cli) -> None:
@@ -55,7 +75,8 @@ def test_models_unknown_model_and_task(cli) -> None:
     assert "Did you mean" in result.err and "abstractvision models" in result.err
     result = cli("models", "--task", "text_to_sound")
     assert result.code == 2
-    assert "Unknown task 'text_to_sound'" in result.err
+    assert "unknown task 'text_to_sound'; tasks: text_to_image, image_to_image" in result.err
+    assert "short names: t2i (text_to_image)" in result.err
 
 
 # -- store ------------------------------------------------------------------------------

@@ -96,6 +96,11 @@ def test_demo_as_a_real_subprocess_with_json(tmp_path) -> None:
     assert "random noise" in doc["notice"]
     assert doc["outputs"][0]["path"] == str(out)
     assert out.is_file()
+    # the model's temporary folder is deleted at exit: the result names the model, not that path
+    assert doc["model"] == "tiny-sd-noise" and doc["outputs"][0]["metadata"]["model"] == "tiny-sd-noise"
+    assert "deleted when the demo exits" in doc["model_note"]
+    assert "abstractvision-demo-" not in result.out
+    assert b"abstractvision-demo-" not in out.read_bytes()  # nor in the PNG's embedded metadata
     # third-party progress bars and warnings stay off our stderr
     assert "Loading pipeline components" not in result.err
     assert "it/s" not in result.err

@@ -93,7 +93,7 @@ def test_no_command_prints_help_and_exits_2(cli) -> None:
     ("argv", "message", "hint"),
     [
         (["generat", "x"], "invalid choice: 'generat'", "did you mean 'generate'?"),
-        (["generate", "x", "--stepz", "3"], "unrecognized arguments: --stepz", "did you mean '--steps'?"),
+        (["generate", "x", "--stepz", "3"], "unrecognized arguments: --stepz", "Did you mean '--steps'?"),
         (
             ["generate", "x", "--steps", "many"],
             "expected a whole number, got 'many'",
@@ -103,10 +103,22 @@ def test_no_command_prints_help_and_exits_2(cli) -> None:
         (["generate", "x", "--seed", "-1"], "must be 0 or more", None),
         (["generate", "x", "--guidance-scale", "nan"], "finite number", None),
         (["generate", "x", "--extra", "novalue"], "expected KEY=VALUE", None),
-        (["generate", "x", "--frames", "9"], "unrecognized arguments: --frames", None),
+        (
+            ["generate", "x", "--frames", "9"],
+            "unrecognized arguments: --frames",
+            "--frames is an option of 'abstractvision video' and 'abstractvision i2v', not of "
+            "'abstractvision generate'. Or see 'abstractvision generate --help'.",
+        ),
+        (
+            ["video", "x", "--strenght", "0.5"],
+            "unrecognized arguments: --strenght",
+            "Did you mean '--strength'? It is an option of 'abstractvision edit' and 'abstractvision angles'.",
+        ),
+        (["generate", "x", "--zzz"], "unrecognized arguments: --zzz", "See 'abstractvision generate --help'."),
+        (["models", "--task", "t2x"], "unknown task 't2x'", "abstractvision models --help"),
         (["generate"], "the following arguments are required: prompt", None),
         (["edit", "make it blue"], "the following arguments are required: -i/--image", None),
-        (["store", "list", "--limt", "3"], "unrecognized arguments: --limt", "did you mean '--limit'?"),
+        (["store", "list", "--limt", "3"], "unrecognized arguments: --limt", "Did you mean '--limit'?"),
         (["store"], "required: ACTION", None),
     ],
 )
@@ -119,6 +131,8 @@ def test_bad_flags_are_rejected_with_one_line_and_a_hint(cli, argv, message, hin
     assert lines[1].startswith("hint: ")
     if hint:
         assert hint in lines[1]
+    # only close spellings are offered: '--frames' is not a misspelt '--taesd' (issue 20)
+    assert "--taesd" not in lines[1]
     assert "Traceback" not in result.err
     assert result.out == ""
 

@@ -91,11 +91,17 @@ def test_edit_with_mask_over_http(cli, openai_server, tmp_path) -> None:
 def test_provider_models(cli, openai_server) -> None:
     result = cli("provider-models", *_backend(openai_server))
     assert result.code == 0, result.err
-    ids = [line.split()[0] for line in result.out.splitlines()]
+    header, *rows = result.out.splitlines()
+    assert header.split() == ["MODEL", "TASKS", "OWNED", "BY"]
+    ids = [line.split()[0] for line in rows]
     assert "gpt-image-1" in ids and "tiny-wan" in ids
+    wan = next(r.split() for r in rows if r.startswith("tiny-wan "))
+    assert "text_to_video" in wan[1].split(",")  # full task names, as --task takes them
     as_json = cli("provider-models", *_backend(openai_server), "--task", "text_to_video", "--json")
     assert as_json.code == 0, as_json.err
     assert "tiny-wan" in [m["id"] for m in as_json.json()]
+    short = cli("provider-models", *_backend(openai_server), "--task", "t2v", "--json")
+    assert short.code == 0 and short.json() == as_json.json()
 
 
 def test_video_job_with_progress(cli, openai_server, tmp_path, monkeypatch) -> None:

@@ -138,8 +138,16 @@ def test_models_file_as_json_and_with_flags(tmp_path: Path) -> None:
         ('{"models": {"a b": {"backend": "diffusers"}}}', "not a valid served model name"),
         ('{"models": {"a": 3}}', "[models.a] must be a table"),
         ("{not json", "is not valid"),
+        ('{"models": {"a": {"backend": "diffusers", "request_defaults": {"stepz": 4}}}}',
+         "request_defaults has an unknown parameter 'stepz'"),
+        ('{"models": {"a": {"backend": "diffusers", "request_defaults": {"prompt": "x"}}}}',
+         "request_defaults has an unknown parameter 'prompt'"),
+        ('{"models": {"a": {"backend": "diffusers", "request_defaults": {"width": [64]}}}}',
+         "request_defaults.width must be a number"),
+        ('{"models": {"a": {"backend": "diffusers", "request_defaults": 4}}}', "must be a table"),
+        ('{"models": {"a": {"backend": "diffusers", "description": 4}}}', "description must be a string"),
     ],
-)
+)  # fmt: skip
 def test_models_file_errors_say_what_to_fix(tmp_path: Path, text: str, message: str) -> None:
     file = tmp_path / "serve.json"
     file.write_text(text)
@@ -159,3 +167,24 @@ def test_local_paths_are_what_a_server_hides(tmp_path: Path) -> None:
         "sd", resolve_settings({"backend": "diffusers", "model": str(tmp_path / "sd")}, env={})
     )
     assert str(tmp_path / "sd") in model.local_paths
+
+
+def test_models_file_description_and_request_defaults(tmp_path: Path) -> None:
+    file = tmp_path / "serve.json"
+    file.write_text(
+        json.dumps(
+            {
+                "models": {
+                    "wan": {
+                        "backend": "diffusers",
+                        "model": "/m/wan",
+                        "description": "Wan 2.1, 1.3B: short clips",
+                        "request_defaults": {"num_frames": 17, "steps": 20, "width": 480},
+                    }
+                }
+            }
+        )
+    )
+    (wan,) = load_models_file(file, BackendSettings())
+    assert wan.description == "Wan 2.1, 1.3B: short clips"
+    assert wan.request_defaults == {"num_frames": 17, "steps": 20, "width": 480}

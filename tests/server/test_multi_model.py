@@ -236,3 +236,30 @@ def test_concurrent_requests_for_two_models_with_one_slot(serve, client) -> None
     # never both resident: every load of one followed the other's unload
     assert abs(a.loads - b.loads) <= 1 and a.loads >= 1 and b.loads >= 1
     assert a.loads - a.unloads + b.loads - b.unloads == 1
+
+
+def test_request_defaults_and_description_of_a_served_model(serve, client, monkeypatch) -> None:
+    """A served model's request_defaults fill what a request leaves out; the request's values win."""
+    import abstractvision.server.state as state_module
+    from abstractvision.config import BackendSettings
+    from abstractvision.served_models import ServedModel
+
+    backend = FakeBackend()
+    monkeypatch.setattr(state_module, "create_backend", lambda settings: backend)
+    model = ServedModel(
+        "small",
+        BackendSettings(backend="diffusers", model="small"),
+        description="makes small images",
+        request_defaults={"width": 24, "height": 16, "steps": 3, "num_frames": 5},
+    )
+    c = client(serve([model]))
+    entry = c.get("/v1/models/small").json()
+    assert entry["description"] == "makes small images"
+    assert c.post("/v1/images/generations", json={"prompt": "a"}).status_code == 200
+    request = backend.calls[-1][1]
+    assert (request.width, request.height, request.steps) == (24, 16, 3)
+    assert c.post("/v1/images/generations", json={"prompt": "b", "size": "32x32", "steps": 2}).status_code == 200
+    request = backend.calls[-1][1]
+    assert (request.width, request.height, request.steps) == (32, 32, 2)  # the request's own values
+    # num_frames is no image parameter: the image request is not given it
+    assert not hasattr(request, "num_frames")

@@ -68,7 +68,7 @@ def test_playground_generates_an_image_with_live_progress(browser, tiny_server):
     page.wait_for_selector("#results img", timeout=120_000)
     expect(page.locator("#status")).to_have_text(re.compile("^completed"))
     steps = page.locator("#events li").all_inner_texts()
-    assert any(text.startswith("step 4/4") for text in steps), steps
+    assert any(re.match(r"\d+\. step 4/4", text) for text in steps), steps
     assert page.eval_on_selector("#progress", "el => el.value") == 1
     # the picker names each served model with whether it is loaded, and shows its tasks
     expect(page.locator("#model option[value='tiny-sd']")).to_have_text("tiny-sd · loaded")
@@ -96,5 +96,58 @@ def test_playground_cancel(browser, tiny_server):
     page.click("#cancel")
     expect(page.locator("#status")).to_have_text("cancelled", timeout=60_000)
     assert page.is_enabled("#generate")
+    assert not errors, errors
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory):
+    """The models of ``serve --demo`` (built by the same function), served in this process."""
+    from abstractvision.cli.demo import build_demo_models
+    from abstractvision.server import create_app, serve_in_thread
+
+    models = build_demo_models(tmp_path_factory.mktemp("demo-models"))
+    with serve_in_thread(create_app(models)) as server:
+        yield server
+
+
+def test_playground_on_the_demo_models(browser, demo_server):
+    """The noise notice, numbered event lines past 9, and the request defaults of a model."""
+    errors: list[str] = []
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(demo_server.url + "/")
+    expect(page.locator("#model option")).to_have_count(2)
+    assert page.input_value("#model") == "tiny-sd-noise"
+    expect(page.locator("#model-note")).to_be_visible()
+    expect(page.locator("#model-note")).to_contain_text("its images are noise")
+    # 12 steps leave more than 9 lines in the log; no size: the model's defaults (64x64) apply
+    page.fill("#prompt", "a lighthouse")
+    page.fill("#steps", "12")
+    page.click("#generate")
+    page.wait_for_selector("#results img", timeout=120_000)
+    expect(page.locator("#status")).to_have_text(re.compile("^completed"))
+    lines = page.locator("#events li").all_inner_texts()
+    assert len(lines) >= 12, lines
+    assert [line.split(".", 1)[0] for line in lines] == [str(i) for i in range(1, len(lines) + 1)]
+    twelfth = next(line for line in lines if "step 12/12" in line)
+    assert re.fullmatch(r"\d\d\. step 12/12.*", twelfth), twelfth  # the two digits are there, not "2."
+    # and they are inside the log's visible box (the old list marker was clipped at its left edge)
+    box = page.eval_on_selector("#events", "el => el.getBoundingClientRect().left")
+    numbers = page.eval_on_selector_all("#events .n", "els => els.map(e => e.getBoundingClientRect().left)")
+    assert min(numbers) >= box, (numbers, box)
+    natural = page.eval_on_selector("#results img", "img => [img.naturalWidth, img.naturalHeight]")
+    assert natural == [64, 64]
+    # the video model: its own notice, and a video with no size or frames given
+    page.select_option("#model", "tiny-wan-noise")
+    expect(page.locator("#model-note")).to_contain_text("its videos are noise")
+    assert page.input_value("#task") == "text_to_video"
+    page.fill("#steps", "2")
+    page.click("#generate")
+    page.wait_for_selector("#results video", timeout=120_000)
+    expect(page.locator("#status")).to_have_text(re.compile("^completed"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "playground-demo.png"), full_page=True)
     assert not errors, errors
     page.close()

@@ -9,8 +9,9 @@ request with their scales, disabled when a request has none, and can be deleted 
 reloading the base model.
 
 Native loading failures are mapped here (:func:`load_pipeline`), with messages that say how
-to fix them: pre-download with ``huggingface-cli download`` or opt in with
-``allow_download=True``, upgrade diffusers for a missing pipeline class, enable offload on
+to fix them: pre-download with ``hf download`` or opt in with ``allow_download=True``; a
+download that failed names its cause (DNS, refused connection, gated model...:
+:mod:`._hub_errors`); upgrade diffusers for a missing pipeline class, enable offload on
 out-of-memory.
 """
 
@@ -34,6 +35,7 @@ from ..errors import (
 from ..types import LoRAAdapterSpec
 from ._diffusers_families import SELF, Family, classify_pipeline
 from ._diffusers_runtime import free_memory, import_diffusers, import_torch
+from ._hub_errors import describe_download_failure, download_advice
 
 __all__ = [
     "LoadSettings",
@@ -60,13 +62,6 @@ class LoadSettings:
     cache_dir: Optional[str] = None
     revision: Optional[str] = None
     variant: Optional[str] = None
-
-
-def _download_advice(model_id: str) -> str:
-    return (
-        f"Pre-download it with `huggingface-cli download {model_id}` (or `hf download {model_id}`), "
-        "pass a local directory as model_id, or set allow_download=True to let the backend download it."
-    )
 
 
 def _looks_like_path(model_id: str) -> bool:
@@ -118,7 +113,7 @@ def locate_model(model_id: str, settings: LoadSettings) -> str:
     if not isinstance(cached, str):
         raise ModelLoadError(
             f"Model {model_id!r} is not available locally and downloads are disabled (allow_download=False). "
-            + _download_advice(model_id)
+            + download_advice(model_id)
         )
     return model_id
 
@@ -322,12 +317,16 @@ def load_pipeline(model_id: str, settings: LoadSettings) -> Any:
             f"is unavailable in diffusers {diffusers.__version__}/transformers; upgrade them."
         ) from exc
     except OSError as exc:
-        advice = (
-            "Check that the folder is complete (every component's weights and configs)."
-            if os.path.isdir(source)
-            else _download_advice(model_id)
-        )
-        raise ModelLoadError(f"Weights for {model_id!r} could not be loaded: {exc} {advice}") from exc
+        if os.path.isdir(source):
+            raise ModelLoadError(
+                f"Weights for {model_id!r} could not be loaded: {exc} "
+                "Check that the folder is complete (every component's weights and configs)."
+            ) from exc
+        if settings.allow_download:  # the download itself failed: say why and what to do
+            raise ModelLoadError(describe_download_failure(model_id, exc)) from exc
+        raise ModelLoadError(
+            f"Weights for {model_id!r} could not be loaded: {exc} {download_advice(model_id)}"
+        ) from exc
     except Exception as exc:
         if is_oom(exc):
             raise OutOfMemoryError(f"Out of memory while loading {model_id!r}; {OOM_ADVICE}.") from exc
@@ -524,7 +523,9 @@ def _load_lora(pipe: Any, spec: LoRAAdapterSpec, name: str, settings: LoadSettin
     try:
         pipe.load_lora_weights(source, **kwargs)
     except OSError as exc:
-        advice = "" if os.path.isdir(source) else " " + _download_advice(spec.source)
+        if not os.path.isdir(source) and settings.allow_download:
+            raise ModelLoadError(f"LoRA: {describe_download_failure(spec.source, exc)}") from exc
+        advice = "" if os.path.isdir(source) else " " + download_advice(spec.source)
         raise ModelLoadError(f"LoRA {spec.source!r} could not be loaded: {exc}{advice}") from exc
     except (ValueError, KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"LoRA {spec.source!r} does not fit {type(pipe).__name__}: {exc}") from exc

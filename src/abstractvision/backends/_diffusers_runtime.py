@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import logging
+import re
 import sys
 from typing import Any, Optional
 
@@ -33,6 +35,7 @@ __all__ = [
     "native_video_task",
     "resolve_device",
     "resolve_dtype",
+    "silence_torchvision_fallback",
 ]
 
 OFFLOAD_MODES = ("none", "model", "sequential", "auto")
@@ -60,8 +63,43 @@ def import_torch() -> Any:
     return torch
 
 
+# transformers' notice when an image processor class falls back to its PIL twin because
+# torchvision is absent, logged once per class on first use ("`CLIPImageProcessor` requires
+# torchvision (not installed); falling back to `CLIPImageProcessorPil` ..."). Diffusers
+# pipelines touch these classes on import and load whether or not the model uses one, and the
+# PIL twin is what transformers used before it made torchvision the default, so the notice
+# says nothing about the model being run: it is dropped at this boundary, and only it.
+_TORCHVISION_FALLBACK = re.compile(
+    r"^`\w+` requires torchvision \(not installed\); falling back to `\w+Pil` for backward compatibility"
+)
+_TRANSFORMERS_IMPORT_LOGGER = "transformers.utils.import_utils"
+
+
+class TorchvisionFallbackFilter(logging.Filter):
+    """Drops exactly transformers' "requires torchvision ... falling back to ...Pil" notices."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a record that cannot format is not ours to judge
+            return True
+        return not _TORCHVISION_FALLBACK.match(message)
+
+
+def silence_torchvision_fallback() -> None:
+    """Attach :class:`TorchvisionFallbackFilter` to the transformers logger that emits the notice.
+
+    Idempotent; touches one named logger (no ``warnings`` filter, no root logger, no level),
+    so every other transformers message, warning or error still reaches the user.
+    """
+    logger = logging.getLogger(_TRANSFORMERS_IMPORT_LOGGER)
+    if not any(isinstance(f, TorchvisionFallbackFilter) for f in logger.filters):
+        logger.addFilter(TorchvisionFallbackFilter())
+
+
 def import_diffusers() -> Any:
     import_torch()
+    silence_torchvision_fallback()
     try:
         import diffusers
     except ImportError as exc:

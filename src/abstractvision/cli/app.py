@@ -167,11 +167,8 @@ def describe_error(exc: BaseException) -> tuple[int, str, Optional[str]]:
         (e.ProviderRateLimitError, "the provider is rate limiting: wait and retry.", EXIT_ERROR),
         (e.GenerationTimeoutError, "raise --timeout, or lower --steps / the size.", EXIT_ERROR),
         (e.ProviderTimeoutError, "raise --timeout, or lower --steps / the size.", EXIT_ERROR),
-        (
-            e.ModelLoadError,
-            "download the weights first, pass --allow-download, or point --model at a local folder/file.",
-            EXIT_ERROR,
-        ),
+        # the message names the cause and the fix (a missing download, a gated model, a broken folder)
+        (e.ModelLoadError, "rerun with --debug for the loader's traceback.", EXIT_ERROR),
         (
             e.OutOfMemoryError,
             "lower --width/--height or --count, or enable offloading with -O offload=model.",

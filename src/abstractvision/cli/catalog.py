@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from .common import settings_from_args
 from .output import print_json
 
-_SHORT_TASKS = {
-    "text_to_image": "t2i",
-    "image_to_image": "i2i",
-    "image_upscale": "upscale",
-    "multi_view_image": "multi-view",
-    "text_to_video": "t2v",
-    "image_to_video": "i2v",
-}
+
+def write_table(out: Any, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Aligned columns under a header line; the last column is not padded (paths, long text)."""
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [f"{v:{w}}" for v, w in zip(row, widths, strict=False)]
+        out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
 
 
 def _constraint(spec: Any) -> str:
@@ -115,13 +115,9 @@ def local_models(args: argparse.Namespace) -> int:
         ]
         header = ("NAME", "BACKEND", "TASKS", "SIZE", "REGISTRY", "SERVABLE", "PATH")
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
-        out.write(
-            "  ".join(f"{v:{w}}" for v, w in zip(header, widths, strict=False)) + "  " + header[-1] + "\n"
-        )
+        out.write("  ".join([*(f"{v:{w}}" for v, w in zip(header, widths, strict=False)), header[-1]]) + "\n")
         for row, model in zip(rows, models, strict=True):
-            out.write(
-                "  ".join(f"{v:{w}}" for v, w in zip(row, widths, strict=False)) + "  " + row[-1] + "\n"
-            )
+            out.write("  ".join([*(f"{v:{w}}" for v, w in zip(row, widths, strict=False)), row[-1]]) + "\n")
             for note in model.notes:
                 out.write(f"  - {note}\n")
     if found.skipped:
@@ -165,10 +161,11 @@ def models(args: argparse.Namespace) -> int:
     if not specs:
         sys.stderr.write("no model matches.\n")
         return 0
-    width = max(len(s.model_id) for s in specs)
-    for s in specs:
-        short = ",".join(_SHORT_TASKS.get(t, t) for t in s.tasks)
-        sys.stdout.write(f"{s.model_id:{width}}  {short:24} {','.join(s.backends)}\n")
+    write_table(
+        sys.stdout,
+        ("MODEL", "TASKS", "BACKENDS"),
+        [(s.model_id, ",".join(s.tasks), ",".join(s.backends) or "-") for s in specs],
+    )
     return 0
 
 
@@ -190,9 +187,9 @@ def provider_models(args: argparse.Namespace) -> int:
             + (f" for {args.task}.\n" if args.task else ".\n")
         )
         return 0
-    width = max(len(entry.id) for entry in entries)
-    for entry in entries:
-        caps = ",".join(_SHORT_TASKS.get(c, c) for c in entry.capabilities)
-        owner = entry.owned_by or ""
-        sys.stdout.write(f"{entry.id:{width}}  {caps:24} {owner}".rstrip() + "\n")
+    write_table(
+        sys.stdout,
+        ("MODEL", "TASKS", "OWNED BY"),
+        [(e.id, ",".join(e.capabilities) or "-", e.owned_by or "-") for e in entries],
+    )
     return 0

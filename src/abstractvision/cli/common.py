@@ -103,11 +103,31 @@ def image_input(value: Optional[str], *, name: str, store_dir: Optional[str]) ->
         data = sys.stdin.buffer.read()
         if not data:
             raise InvalidRequestError(f"{name}: nothing was read from stdin.", param=name)
+        _check_image(data, name=name, source="the data read from stdin")
         return data
     if value.startswith("artifact:"):
         store = open_store(store_dir)
-        return store.load_bytes(resolve_artifact_id(store, value))
+        data = store.load_bytes(resolve_artifact_id(store, value))
+        _check_image(data, name=name, source=f"the stored artifact {value}")
+        return data
+    from .._media import coerce_image_input
+
+    _check_image(coerce_image_input(value, name=name), name=name, source=f"the file {value!r}")
     return value
+
+
+def _check_image(data: bytes, *, name: str, source: str) -> None:
+    """Refuse, naming ``source`` (the file, stdin, the artifact), bytes that are not a usable image."""
+    from .._media import inspect_image
+
+    try:
+        inspect_image(data, name=name)
+    except InvalidRequestError as exc:
+        reason = str(exc).removeprefix(f"{name}: ").rstrip(".").replace(" (PNG, JPEG, WebP, GIF, BMP, TIFF)", "")
+        raise InvalidRequestError(
+            f"{name}: {source} is not a usable image: {reason}. Give a PNG, JPEG, WebP, GIF, BMP or TIFF image.",
+            param=name,
+        ) from None
 
 
 def wants_tty(stream: IO[str]) -> bool:

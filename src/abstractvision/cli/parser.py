@@ -70,35 +70,72 @@ class CliParser(argparse.ArgumentParser):
         return parser
 
     def _hint(self, message: str) -> str:
+        """Close spellings only; for a flag that belongs to other commands, name those commands."""
         target = self._command_parser() if message.startswith("unrecognized arguments:") else self
         help_hint = f"see '{target.prog} --help'."
-        words: list[str] = []
+        import difflib
+
         if message.startswith("unrecognized arguments:"):
-            words = message.split(":", 1)[1].split()
-            known = sorted(_all_option_strings(target))
+            hints = []
+            for word in message.split(":", 1)[1].split():
+                flag = word.split("=", 1)[0]
+                if not flag.startswith("--"):
+                    continue
+                owners = [prog for prog, sub in _commands(self) if sub is not target and flag in _options(sub)]
+                if owners:
+                    hints.append(f"{flag} is an option of {_joined(owners)}, not of '{target.prog}'.")
+                    continue
+                # compared without the dashes, which every flag shares: '--frames' is not '--taesd'
+                close = _close_flag(flag, _options(target))
+                if close:
+                    hints.append(f"Did you mean '{close}'?")
+                    continue
+                elsewhere = _close_flag(flag, set().union(*(_options(sub) for _, sub in _commands(self))))
+                if elsewhere:
+                    owners = [prog for prog, sub in _commands(self) if elsewhere in _options(sub)]
+                    hints.append(f"Did you mean '{elsewhere}'? It is an option of {_joined(owners)}.")
+            if hints:
+                return " ".join(hints) + f" Or {help_hint}"
         elif "invalid choice:" in message:
             head, _, choices = message.partition("(choose from")
             words = _QUOTED.findall(head)[:1]
-            known = [c.strip(" '\")") for c in choices.split(",")]
-        else:
-            return help_hint
-        import difflib
-
-        for word in words:
-            close = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.6)
-            if close:
-                return f"did you mean '{close[0]}'? Or {help_hint}"
+            known_choices = [c.strip(" '\")") for c in choices.split(",")]
+            for word in words:
+                spelled = difflib.get_close_matches(word, known_choices, n=1, cutoff=0.6)
+                if spelled:
+                    return f"did you mean '{spelled[0]}'? Or {help_hint}"
         return help_hint[0].upper() + help_hint[1:]
 
 
-def _all_option_strings(parser: argparse.ArgumentParser) -> set[str]:
-    out: set[str] = set()
+def _close_flag(flag: str, options: set[str]) -> str | None:
+    """The one flag of ``options`` spelled close to ``flag`` (compared without the leading dashes)."""
+    import difflib
+
+    known = {o[2:]: o for o in options}
+    close = difflib.get_close_matches(flag[2:], sorted(known), n=1, cutoff=0.75)
+    return known[close[0]] if close else None
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    """The long flags of ``parser`` itself (not of its subcommands)."""
+    return {s for action in parser._actions for s in action.option_strings if s.startswith("--")}
+
+
+def _commands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
+    """``(prog, parser)`` of every (sub)command under ``parser``, aliases folded, in order."""
+    out: list[tuple[str, argparse.ArgumentParser]] = []
+    seen: set[int] = set()
     for action in parser._actions:
-        out.update(s for s in action.option_strings if s.startswith("--"))
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
-                out |= _all_option_strings(sub)
+                if id(sub) not in seen:
+                    seen.add(id(sub))
+                    out += [(f"'{sub.prog}'", sub), *_commands(sub)]
     return out
+
+
+def _joined(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 # -- value types (argparse turns their ValueError/ArgumentTypeError into a usage error) --
@@ -147,6 +184,29 @@ def key_value(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
+
+
+#: short task names, accepted wherever a task is typed (--task); listings print the full names
+TASK_ALIASES = {
+    "t2i": "text_to_image",
+    "i2i": "image_to_image",
+    "upscale": "image_upscale",
+    "multi-view": "multi_view_image",
+    "t2v": "text_to_video",
+    "i2v": "image_to_video",
+}
+
+
+def task_name(text: str) -> str:
+    """A task name from its full name (``text_to_video``) or its short one (``t2v``)."""
+    from ..types import TASKS
+
+    wanted = text.strip()
+    name = TASK_ALIASES.get(wanted.lower(), wanted)
+    if name not in TASKS:
+        short = ", ".join(f"{k} ({v})" for k, v in TASK_ALIASES.items())
+        raise argparse.ArgumentTypeError(f"unknown task {text!r}; tasks: {', '.join(TASKS)}; short names: {short}")
+    return name
 
 
 def port_number(text: str) -> int:
@@ -525,7 +585,9 @@ def build_parser() -> CliParser:
         "  abstractvision models --local --models-dir ~/models",
     )
     p.add_argument("model_id", nargs="?", metavar="MODEL", help="show this model (id or alias)")
-    p.add_argument("-t", "--task", metavar="TASK", help="only models supporting TASK (e.g. text_to_image)")
+    p.add_argument(
+        "-t", "--task", type=task_name, metavar="TASK", help="only models supporting TASK (text_to_image or t2i ...)"
+    )
     p.add_argument("--backend", metavar="NAME", help="only models that run on this backend")
     p.add_argument("--tasks", dest="list_tasks", action="store_true", help="list the task names instead")
     p.add_argument(
@@ -543,7 +605,7 @@ def build_parser() -> CliParser:
         "the configured backend's model catalog",
         (common, backend, as_json),
     )
-    p.add_argument("-t", "--task", metavar="TASK", help="only models advertising TASK")
+    p.add_argument("-t", "--task", type=task_name, metavar="TASK", help="only models advertising TASK (or its short name)")
 
     p = command(
         "store",
@@ -560,7 +622,7 @@ def build_parser() -> CliParser:
     sp = store_cmds.add_parser(
         "list", help="list artifacts, newest first", parents=[common, as_json, store_parent], aliases=["ls"]
     )
-    sp.add_argument("-t", "--task", metavar="TASK", help="only artifacts of this task")
+    sp.add_argument("-t", "--task", type=task_name, metavar="TASK", help="only artifacts of this task (or its short name)")
     sp.add_argument(
         "--type", dest="content_type", metavar="MIME", help="MIME prefix, e.g. image/ or video/mp4"
     )
@@ -584,6 +646,7 @@ def build_parser() -> CliParser:
         (common, _backend_parent(api_key_flag="--backend-api-key", serving=True)),
         description="Serve one or several models over HTTP: OpenAI-compatible /v1/images/* and "
         "/v1/videos*, /v1/models, a job API with live progress, and a browser playground at /.\n\n"
+        "  abstractvision serve --demo                        (two tiny noise models, no download)\n"
         "  abstractvision serve --backend diffusers --model runwayml/stable-diffusion-v1-5\n"
         "  abstractvision serve --backend diffusers -m sd=/models/sd-turbo -m wan=/models/wan --max-loaded 1\n"
         "  abstractvision serve --models-file serve.toml      (mixed backends, see docs/server.md)\n"
@@ -591,6 +654,13 @@ def build_parser() -> CliParser:
         '  abstractvision serve --host 0.0.0.0 --api-key "$KEY" ...   (non-local binds need a key)',
     )
     _add_served_models(p, load_flag=True)
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="try the server with no download: serve two tiny random-weight models built now in a "
+        "temporary folder (deleted at exit), tiny-sd-noise (text/image to image) and tiny-wan-noise "
+        "(text to video); their outputs are NOISE",
+    )
     g = p.add_argument_group("distributed mode (docs/scale-out.md)")
     g.add_argument(
         "--broker",

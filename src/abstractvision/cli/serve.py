@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import Any, Optional
 
 from ..errors import InvalidRequestError, OptionalDependencyMissingError
 from ..served_models import ServedModel, served_models_from_args, unique_names
-from .common import settings_from_args
+from .common import quiet_libraries, settings_from_args
 
 SERVER_API_KEY_ENV = "ABSTRACTVISION_SERVER_API_KEY"
 
@@ -47,18 +47,65 @@ def served_models(args: argparse.Namespace) -> list[ServedModel]:
     return models
 
 
+_DEMO_CONFLICTS = (
+    ("model", "--model"),
+    ("models_file", "--models-file"),
+    ("discover", "--discover"),
+    ("served_model_name", "--served-model-name"),
+    ("broker", "--broker"),
+    ("backend", "--backend"),
+    ("base_url", "--base-url"),
+)
+
+
 def serve(args: argparse.Namespace) -> int:
+    if getattr(args, "demo", False):
+        return _serve_demo(args)
+    return _serve(args, None)
+
+
+def _serve_demo(args: argparse.Namespace) -> int:
+    """``serve --demo``: build the two tiny noise models in a temporary folder, serve them, delete it."""
+    given = [flag for attr, flag in _DEMO_CONFLICTS if getattr(args, attr, None)]
+    if given:
+        raise InvalidRequestError(
+            f"--demo serves its own two tiny models; drop {', '.join(given)} (or drop --demo to serve yours).",
+            param="demo",
+        )
+    import tempfile
+    from pathlib import Path
+
+    from .demo import build_demo_models
+
+    device = settings_from_args(args).device or "cpu"
+    # the tiny models' own load bars and warnings (a T5 where Wan expects UMT5) are noise here
+    with (
+        quiet_libraries(enabled=not args.debug),
+        tempfile.TemporaryDirectory(prefix="abstractvision-serve-demo-") as tmp,
+    ):
+        if not args.quiet:
+            sys.stderr.write(
+                "abstractvision serve --demo: building two tiny random-weight models (nothing is downloaded) "
+                f"in {tmp} (deleted at exit)\n"
+            )
+            sys.stderr.flush()
+        return _serve(args, build_demo_models(Path(tmp), device=device))
+
+
+def _serve(args: argparse.Namespace, demo: Optional[list[ServedModel]]) -> int:
     from .worker import distributed_settings
 
     broker, prefix = distributed_settings(args, required=False)
-    if broker:
+    models: list[ServedModel] = []
+    if demo is not None:
+        broker, models = "", demo  # the demo runs in this process, whatever ABSTRACTVISION_BROKER says
+    elif broker:
         if args.model or args.models_file or args.discover or args.served_model_name:
             raise InvalidRequestError(
                 "An API node (--broker) loads no model: give --model/--models-file/--discover to "
                 "'abstractvision worker' processes instead; it serves what they announce.",
                 param="broker",
             )
-        models: list[ServedModel] = []
     else:
         models = served_models(args)
     try:
@@ -109,7 +156,10 @@ def serve(args: argparse.Namespace) -> int:
             kwargs[key] = value
     if not args.quiet:
         host = f"[{args.host}]" if ":" in args.host else args.host
-        listed = ", ".join(f"{m.name} ({m.settings.backend or 'no'} backend)" for m in models)
+        listed = ", ".join(
+            f"{m.name} ({m.settings.backend or 'no'} backend{'; ' + m.description if m.description else ''})"
+            for m in models
+        )
         if broker:
             from ..distributed.redis_state import redact_url
 

@@ -180,7 +180,13 @@ class DistributedState(BaseState):
                         model_id=model.get("registry_id") or None,
                         model_label=name,
                     )
-                    engine = Engine(name, manager, kind=str(model.get("backend") or "remote"))
+                    engine = Engine(
+                        name,
+                        manager,
+                        kind=str(model.get("backend") or "remote"),
+                        description=model.get("description") or None,
+                        request_defaults=model.get("request_defaults") or None,
+                    )
                 current[name] = engine
         self.engines = current
 

@@ -191,6 +191,8 @@ class Worker:
                     "name": model.name,
                     "backend": model.served.settings.backend,
                     "registry_id": model.served.registry_id,
+                    "description": model.served.description,
+                    "request_defaults": dict(model.served.request_defaults or {}),
                     "tasks": tasks,
                     "capabilities": capabilities_to_dict(caps),
                     "loaded": model.loaded,

@@ -15,7 +15,7 @@ const INTEGERS = new Set(["width", "height", "steps", "seed", "n", "num_frames",
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 
 const $ = (id) => document.getElementById(id);
-const state = { models: [], job: null, abort: null, blobUrls: [] };
+const state = { models: [], job: null, abort: null, blobUrls: [], logCount: 0 };
 
 // -- HTTP ------------------------------------------------------------------------------
 
@@ -63,9 +63,15 @@ function setStatus(text, isError = false) {
   $("status").classList.toggle("error", isError);
 }
 
+// Each line carries its own number (not the list marker, which a narrow margin cut to its
+// last digit) and keeps it when older lines scroll out of the 60 kept.
 function logEvent(text) {
+  state.logCount += 1;
   const item = document.createElement("li");
-  item.textContent = text;
+  const number = document.createElement("span");
+  number.className = "n";
+  number.textContent = `${state.logCount}.`;
+  item.append(number, ` ${text}`);
   $("events").appendChild(item);
   while ($("events").children.length > 60) $("events").firstChild.remove();
   $("events").scrollTop = $("events").scrollHeight;
@@ -128,7 +134,7 @@ async function refreshModels() {
     for (const model of state.models) {
       const tasks = model.tasks || model.capabilities || [];
       const option = new Option(`${model.id} · ${loadedLabel(model)}`, model.id);
-      option.title = `${model.id} (${model.backend || "backend"}): ${tasks.join(", ")}`;
+      option.title = `${model.id} (${model.backend || "backend"}): ${tasks.join(", ")}${model.description ? ` · ${model.description}` : ""}`;
       select.add(option);
     }
     if ([...select.options].some((o) => o.value === previous)) select.value = previous;
@@ -143,6 +149,9 @@ function updateTasks() {
   $("model-info").textContent = model
     ? `${model.id} · ${model.backend || "backend"} · ${loadedLabel(model)} · runs ${(model.tasks || model.capabilities || []).map((t) => t.replaceAll("_", " ")).join(", ")}`
     : "";
+  // what the operator says about the model (serve --demo: its outputs are noise), shown as a notice
+  $("model-note").textContent = model && model.description ? model.description : "";
+  $("model-note").classList.toggle("hidden", !(model && model.description));
   $("model").title = model ? model.id : "";
   const select = $("task");
   const previous = select.value;
@@ -204,6 +213,7 @@ async function buildBody() {
 async function generate(event) {
   event.preventDefault();
   $("events").replaceChildren();
+  state.logCount = 0;
   $("results").replaceChildren();
   $("progress").value = 0;
   let job;

@@ -205,7 +205,7 @@ def served_model_entry(engine: Any, **fields: Any) -> dict[str, Any]:
     """A served model as ``/v1/models`` lists it: OpenAI's fields plus ours (``fields`` add or
     replace some: the distributed mode's ``loaded`` and ``workers``)."""
     residency = engine.residency.view() if engine.residency is not None else {}
-    entry = {
+    entry: dict[str, Any] = {
         "id": engine.name,
         "object": "model",
         "created": engine.created,
@@ -219,6 +219,8 @@ def served_model_entry(engine: Any, **fields: Any) -> dict[str, Any]:
     }
     if residency:
         entry["residency"] = residency
+    if getattr(engine, "description", None):
+        entry["description"] = engine.description
     return {**entry, **fields}
 
 

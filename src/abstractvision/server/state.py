@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-from .._core import ManagerCore
+from .._core import _REQUEST_TYPES, ManagerCore
 from ..async_manager import AsyncVisionManager
 from ..config import create_backend
 from ..errors import InvalidRequestError
@@ -48,8 +48,13 @@ class Engine:
         workers: Optional[int] = None,
         queue_size: Optional[int] = None,
         paths: tuple[str, ...] = (),
+        description: Optional[str] = None,
+        request_defaults: Optional[Mapping[str, Any]] = None,
     ) -> None:
         self.name = name
+        self.description = description  #: one line clients see (``serve --demo``: "makes noise")
+        #: parameters a request gets when it leaves them out (:attr:`ServedModel.request_defaults`)
+        self.request_defaults: dict[str, Any] = dict(request_defaults or {})
         self.manager = manager
         backend = manager.backend
         caps = manager.backend_capabilities(backend)
@@ -134,6 +139,8 @@ def _engine(
         workers=served.workers if served is not None else None,
         queue_size=served.queue_size if served is not None else None,
         paths=_local_paths(spec),
+        description=served.description if served is not None else None,
+        request_defaults=served.request_defaults if served is not None else None,
     )
 
 
@@ -304,6 +311,12 @@ class BaseState:
             spec.params["embed_metadata"] = self.opts.embed_metadata
 
     async def _prevalidate(self, engine: Engine, spec: CallSpec) -> None:
+        """Fill the model's request defaults into ``spec``, then plan the call (a 400 when it is bad)."""
+        if engine.request_defaults:
+            accepted = {f.name for f in dataclasses.fields(_REQUEST_TYPES[spec.task])}
+            for key, value in engine.request_defaults.items():
+                if key in accepted and spec.params.get(key) is None:
+                    spec.params[key] = value
         params = dict(spec.params)
         batch = spec.n > 1
 

@@ -24,6 +24,11 @@ import os
 from collections.abc import Sequence
 from typing import Any, Union
 
+from ..backends._diffusers_runtime import silence_torchvision_fallback
+
+# the builders import the same pipelines as the Diffusers backend: same boundary, same notice dropped
+silence_torchvision_fallback()
+
 __all__ = [
     "TINY_LORA_WEIGHT_NAME",
     "build_all",

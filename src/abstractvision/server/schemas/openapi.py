@@ -162,6 +162,10 @@ def _components(opts: ServerOptions, limits: rq.Limits) -> dict[str, Any]:
                 "created": {"type": "integer"},
                 "owned_by": {"type": "string"},
                 "served": {"type": "boolean", "description": "True for models requests may name."},
+                "description": {
+                    "type": "string",
+                    "description": "What the operator says about a served model (serve --demo: its outputs are noise).",
+                },
                 "capabilities": {"type": "array", "items": {"type": "string"}},
             },
         },
