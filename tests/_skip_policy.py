@@ -64,8 +64,9 @@ def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_terminal_summary(terminalreporter: Any) -> None:
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any) -> Any:
+    yield  # the outermost wrapper: the report comes after pytest's own summaries
     unexpected = [s for s in _SKIPS if not s["allowed"]]
     terminalreporter.section("skip report")
     if not _SKIPS:
