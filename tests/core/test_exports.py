@@ -48,7 +48,15 @@ def test_every_export_resolves_and_comes_from_its_module():
 
     for name in abstractvision.__all__:
         assert getattr(abstractvision, name) is not None, name
-    assert abstractvision.__version__ == "0.1.0"
+    # the version the package says is the one it was installed as (pyproject.toml's)
+    import importlib.metadata
+    import re
+    from pathlib import Path
+
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8")
+    declared = re.search(r'^version = "([^"]+)"', pyproject, re.M)
+    assert declared and abstractvision.__version__ == declared.group(1)
+    assert importlib.metadata.version("abstractvision") == abstractvision.__version__
     assert abstractvision.LocalAssetStore is artifacts.LocalAssetStore
     assert abstractvision.make_media_ref is artifacts.make_media_ref
     assert abstractvision.GeneratedAsset is types.GeneratedAsset

@@ -9,9 +9,22 @@ def test_registry_example():
     from abstractvision import VisionModelCapabilitiesRegistry
 
     reg = VisionModelCapabilitiesRegistry()
-    print(reg.list_tasks())
-    print(reg.models_for_task("text_to_image"))
-    reg.require_support("runwayml/stable-diffusion-v1-5", "text_to_image")
+    tasks = reg.list_tasks()
+    assert set(tasks) == {
+        "text_to_image",
+        "image_to_image",
+        "image_upscale",
+        "multi_view_image",
+        "text_to_video",
+        "image_to_video",
+    }
+    t2i = reg.models_for_task("text_to_image")
+    assert "runwayml/stable-diffusion-v1-5" in t2i and "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" not in t2i
+    assert reg.require_support("runwayml/stable-diffusion-v1-5", "text_to_image").params["prompt"].required
+    from abstractvision.errors import CapabilityNotSupportedError
+
+    with pytest.raises(CapabilityNotSupportedError):
+        reg.require_support("runwayml/stable-diffusion-v1-5", "text_to_video")
 
 
 def test_store_round_trip_example(fake_backend):

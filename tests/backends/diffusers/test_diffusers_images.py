@@ -62,7 +62,11 @@ def test_metadata_and_png_text_chunks(make_manager: Any, tiny_sd: str) -> None:
     assert meta["backend"] == "diffusers"
     assert meta["model"] == tiny_sd
     assert meta["task"] == "text_to_image"
-    assert (meta["seed"], meta["device"], meta["dtype"], meta["offload"]) == (3, "cpu", "float32", "none")
+    from abstractvision.backends._diffusers_runtime import dtype_name, resolve_device, resolve_dtype
+
+    device = resolve_device("auto")  # the default device: cpu here, cuda or mps on a GPU machine
+    assert (meta["seed"], meta["device"], meta["dtype"]) == (3, device, dtype_name(resolve_dtype(None, device)))
+    assert meta["offload"] == "none"
     assert meta["pipeline"] == "StableDiffusionPipeline"
     params = meta["parameters"]
     assert (params["steps"], params["guidance_scale"], params["width"], params["height"]) == (
@@ -149,11 +153,23 @@ def test_task_switches_reuse_the_loaded_weights(
 
 
 def test_inpainting_keeps_unmasked_pixels_closer(make_manager: Any, tiny_sd: str, px: Any) -> None:
+    """The mask decides where the image changes: against the same edit with an empty mask, the
+    masked square changes more than twice as much as the pixels away from it. (Random weights
+    decode tiny latents with a whole-image receptive field, so pixels outside move too; an edit
+    that ignored the mask would change both alike, a ratio near 1.)"""
+    import numpy as np
+    from PIL import Image
+
     vm = make_manager(tiny_sd)
-    base = vm.generate_image("a cat", steps=SD_STEPS, seed=2, **S)
-    painted = vm.edit_image("a dog", base.data, mask=_mask(32), strength=1.0, steps=SD_STEPS, seed=5)
-    assert painted.to_pil().size == (32, 32)
-    assert abs(px(painted) - px(base))[12:20, 12:20].mean() > 0
+    base = vm.generate_image("a cat", steps=SD_STEPS, seed=2, width=64, height=64)
+    painted = vm.edit_image("a dog", base.data, mask=_mask(64), strength=1.0, steps=SD_STEPS, seed=5)
+    empty = vm.edit_image("a dog", base.data, mask=Image.new("L", (64, 64), 0), strength=1.0, steps=SD_STEPS, seed=5)
+    assert painted.to_pil().size == (64, 64)
+    change = abs(px(painted).astype(float) - px(empty).astype(float)).mean(axis=-1)
+    inside = change[24:40, 24:40].mean()  # the mask is 16..48; 8 px margin for the blurred edge
+    outside = change.copy()
+    outside[8:56, 8:56] = np.nan
+    assert inside > 2 * np.nanmean(outside), (inside, np.nanmean(outside))
 
 
 def test_edit_defaults_to_the_input_size_and_reports_resizes(make_manager: Any, tiny_sd: str) -> None:

@@ -221,11 +221,14 @@ def test_describe(make_backend: Any, tiny_sd: str) -> None:
     backend = make_backend(tiny_sd)
     assert backend.describe() == {"backend": "diffusers", "model": tiny_sd, "device": "auto", "dtype": "auto"}
     backend.preload()
+    from abstractvision.backends._diffusers_runtime import dtype_name, resolve_device, resolve_dtype
+
+    device = resolve_device("auto")  # cuda or mps on a GPU machine, cpu here
     assert backend.describe() == {
         "backend": "diffusers",
         "model": tiny_sd,
-        "device": "cpu",
-        "dtype": "float32",
+        "device": device,
+        "dtype": dtype_name(resolve_dtype(None, device)),
     }
 
 
