@@ -162,3 +162,19 @@ class TextOnlyBackend(VisionBackend):
     def generate_image(self, request: ImageGenerationRequest) -> GeneratedAsset:
         self.calls += 1
         return GeneratedAsset("image", png_bytes(8, 8), "image/png", {"seed": request.seed})
+
+
+class VideoRuleBackend(FakeBackend):
+    """Declares a video rule as the Diffusers backend does for a Wan folder (its VAE config)."""
+
+    VIDEO = {"num_frames": {"multiple_of": 4, "offset": 1}, "size_multiple": 16, "fps": 16, "source": "vae"}
+
+    def get_capabilities(self) -> VisionBackendCapabilities:
+        caps = super().get_capabilities()
+        return VisionBackendCapabilities(
+            supported_tasks=caps.supported_tasks,
+            supports_native_batch=True,
+            max_width=4096,
+            max_height=4096,
+            raw={"video": self.VIDEO},
+        )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
-from . import _angles, _media, _provenance, _validation
+from . import _angles, _frames, _media, _provenance, _validation
 from .artifacts import _json_safe
 from .backends.base_backend import TASK_METHODS
 from .errors import (
@@ -265,6 +265,7 @@ class ManagerCore:
                 raise InvalidRequestError(
                     f"'{key}'={value} exceeds the backend's maximum of {limit}.", param=key
                 )
+        _frames.check_video_params(caps, task, params)  # 4k+1 frames...: refused now, not after loading
         return caps
 
     # -- planning ---------------------------------------------------------------------
@@ -540,6 +541,7 @@ class ManagerCore:
         _provenance.reconcile(
             meta,
             task=plan.task,
+            caller_ignored=plan.output.ignored_parameters,
             requested=params,
             declared=plan.declared,
             planned_seed=planned,

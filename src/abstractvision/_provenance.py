@@ -127,6 +127,7 @@ def reconcile(
     seed_origin: Optional[str],
     returned_size: Optional[tuple[int, int]],
     check_size: bool = True,
+    caller_ignored: Optional[Mapping[str, str]] = None,
 ) -> None:
     """Rewrite ``meta`` (a copy of the backend's metadata) in place; see the module docstring.
 
@@ -140,12 +141,15 @@ def reconcile(
             ``"generated"`` when the manager drew it, ``None`` when there was none.
         returned_size: ``(width, height)`` of what came back, when known.
         check_size: compare ``returned_size`` with the requested width/height.
+        caller_ignored: what the caller's surface accepted without applying (a server's OpenAI
+            fields), recorded with the rest; the backend's report wins for the same name.
     """
     raw = meta.get("parameters")
     reported: dict[str, Any] = raw if isinstance(raw, dict) else {}
     # a batch's planned seed counts as given (the batch records it in metadata["batch"])
     given = {**requested, "seed": planned_seed} if planned_seed is not None else requested
-    ignored = _ignored_by_declaration(task, given, declared)
+    ignored = dict(caller_ignored or {})
+    ignored.update(_ignored_by_declaration(task, given, declared))
     ignored.update(_normal_ignored(meta.get("ignored_parameters"), declared.backend))
 
     applied = {**requested, **reported}

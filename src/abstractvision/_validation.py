@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .errors import InvalidRequestError
@@ -26,7 +26,7 @@ MAX_SEED = 2**63 - 1
 _IMAGE_COMMON = ("negative_prompt", "width", "height", "steps", "guidance_scale", "seed", "lora_adapters")
 _RUNTIME = ("extra", "on_progress", "cancel")
 #: How the result is written and checked (handled by the manager, never sent to a backend).
-VIDEO_OUTPUT_OPTIONS = ("embed_metadata", "on_size_mismatch")
+VIDEO_OUTPUT_OPTIONS = ("embed_metadata", "on_size_mismatch", "ignored_parameters")
 IMAGE_OUTPUT_OPTIONS = ("output_format", "output_compression", *VIDEO_OUTPUT_OPTIONS)
 _IMAGE_OUT = (*_RUNTIME, *IMAGE_OUTPUT_OPTIONS)
 _VIDEO_OUT = (*_RUNTIME, *VIDEO_OUTPUT_OPTIONS)
@@ -379,6 +379,24 @@ class OutputOptions:
     on_size_mismatch: str = "allow"
     output_format: Optional[str] = None
     output_compression: Optional[int] = None
+    #: what the caller's own surface accepted without applying (a server's OpenAI fields such
+    #: as ``style``): name -> why; merged into ``metadata["ignored_parameters"]``
+    ignored_parameters: Mapping[str, str] = field(default_factory=dict)
+
+
+def check_ignored_parameters(value: Any) -> dict[str, str]:
+    """``{name: why}`` with string keys and values (``None``: empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and k and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidRequestError(
+            "'ignored_parameters' must map parameter names to the reason each was not applied "
+            "(dict[str, str]).",
+            param="ignored_parameters",
+        )
+    return dict(value)
 
 
 def output_options(params: dict[str, Any], *, embed_metadata: str, on_size_mismatch: str) -> OutputOptions:
@@ -392,4 +410,5 @@ def output_options(params: dict[str, Any], *, embed_metadata: str, on_size_misma
         on_size_mismatch=on_size_mismatch if strict is None else check_on_size_mismatch(strict),
         output_format=fmt,
         output_compression=quality,
+        ignored_parameters=check_ignored_parameters(params.pop("ignored_parameters", None)),
     )

@@ -118,6 +118,9 @@ class VisionTaskSpec:
     pipeline: Optional[str] = None
     requires: Optional[dict[str, Any]] = None
     views: Optional[tuple[dict[str, Any], ...]] = None
+    #: explicit ``steps`` for OpenAI's ``quality`` levels (``low``/``medium``/``high``); see
+    #: :func:`abstractvision._quality.quality_steps` for the rule used without them
+    quality_steps: Optional[dict[str, int]] = None
 
     def defaults(self) -> dict[str, Any]:
         return {name: p.default for name, p in self.params.items() if p.has_default}
@@ -128,7 +131,7 @@ class VisionTaskSpec:
             "outputs": list(self.outputs),
             "params": {k: v.to_dict() for k, v in self.params.items()},
         }
-        for key in ("strategy", "pipeline", "requires"):
+        for key in ("strategy", "pipeline", "requires", "quality_steps"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.views is not None:
@@ -225,6 +228,8 @@ def validate_capabilities_document(doc: Any, *, source: str = "registry", strict
                     problems.append(f"{where}['requires']['base_model_id']: unknown model {base!r}")
                 for name, param in spec["params"].items():
                     problems.extend(_param_problems(f"{where}['params'][{name!r}]", name, param))
+                if "quality_steps" in spec:
+                    problems.extend(_quality_problems(f"{where}['quality_steps']", spec))
     if problems:
         shown = "\n  - ".join(problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -257,6 +262,20 @@ def _param_problems(where: str, name: str, param: dict[str, Any]) -> list[str]:
         why = spec.violation(param["default"]) if spec.supported else None
         if why:
             out.append(f"{where}: the default breaks its own constraint ({why})")
+    return out
+
+
+def _quality_problems(where: str, spec: dict[str, Any]) -> list[str]:
+    presets = spec["quality_steps"]
+    levels = [presets["low"], presets["medium"], presets["high"]]
+    out = [] if levels == sorted(levels) else [f"{where}: low <= medium <= high does not hold ({levels})"]
+    steps = spec["params"].get("steps")
+    if steps is None or steps.get("supported") is False:
+        return [*out, f"{where}: the task has no supported 'steps' parameter to preset"]
+    for level, value in presets.items():
+        why = _param_spec("steps", steps).violation(value)
+        if why:
+            out.append(f"{where}['{level}']: {why}")
     return out
 
 
@@ -375,6 +394,7 @@ class VisionModelCapabilitiesRegistry:
                 pipeline=t.get("pipeline"),
                 requires=t.get("requires"),
                 views=tuple(t["views"]) if "views" in t else None,
+                quality_steps=dict(t["quality_steps"]) if "quality_steps" in t else None,
             )
         return VisionModelSpec(
             model_id=model_id,

@@ -82,7 +82,9 @@ class VisionManager(ManagerCore):
     Every task method also takes ``embed_metadata`` and ``on_size_mismatch`` (overriding the
     manager's for one call); image tasks take ``output_format`` (``"png"``, ``"jpeg"``,
     ``"webp"``; default: what the backend returned) and ``output_compression`` (JPEG/WebP
-    quality 0-100, default 100). See docs/reproducibility.md.
+    quality 0-100, default 100). See docs/reproducibility.md. A surface built on the manager
+    (the server) passes ``ignored_parameters={name: why}`` for what it accepted without
+    applying (OpenAI's ``style``...): it lands in ``metadata["ignored_parameters"]``.
 
     Every task method accepts ``on_progress`` (a callable receiving
     :class:`~abstractvision.ProgressEvent`) and ``cancel`` (an object with ``is_set()``,

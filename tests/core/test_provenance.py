@@ -265,6 +265,23 @@ def test_declared_ignored_parameters_are_reported_never_claimed():
     assert all("seed" in a.metadata["ignored_parameters"] for a in batch)
 
 
+def test_a_callers_ignored_parameters_join_the_backends_report():
+    """A surface built on the manager (the server's OpenAI fields) says what it did not apply."""
+    why = {"style": "no style knob", "steps": "caller's reason"}
+    asset = VisionManager(backend=NativeSizeBackend()).generate_image(
+        "x", steps=9, ignored_parameters=why, embed_metadata="full"
+    )
+    ignored = asset.metadata["ignored_parameters"]
+    assert ignored["style"] == "no style knob"
+    assert ignored["steps"].startswith("the native-size backend")  # the backend's own report wins
+    embedded = json.loads(open_image(asset.data).text["abstractvision"])
+    assert embedded["ignored_parameters"] == ignored  # the file says the same
+    video = asyncio.run(AsyncVisionManager(backend=FakeBackend()).generate_video("x", ignored_parameters=why))
+    assert video.metadata["ignored_parameters"] == why
+    with pytest.raises(InvalidRequestError, match="dict\\[str, str\\]"):
+        VisionManager(backend=FakeBackend()).generate_image("x", ignored_parameters={"style": 1})
+
+
 def test_size_change_is_recorded_and_can_be_refused(store):
     vm = VisionManager(backend=NativeSizeBackend(), store=store)
     ref = vm.generate_image("x", width=64, height=48)

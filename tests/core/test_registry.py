@@ -430,3 +430,76 @@ def test_strict_validation_of_the_packaged_registry_rejects_incomplete_entries(d
     d["models"]["genmo/mochi-1-preview"]["tasks"]["text_to_video"]["params"]["num_frames"].pop("multiple_of")
     with pytest.raises(CapabilityRegistryError, match="'offset' needs 'multiple_of'"):
         validate_capabilities_document(d)
+
+
+def test_quality_step_presets_explicit_or_by_the_documented_rule(doc, tmp_path):
+    from abstractvision._quality import quality_steps
+
+    reg = VisionModelCapabilitiesRegistry()
+    # the rule: a quarter, half and all of the default steps, rounded up
+    assert quality_steps(reg, "runwayml/stable-diffusion-v1-5", "text_to_image") == {
+        "low": 13,
+        "medium": 25,
+        "high": 50,
+    }
+    assert quality_steps(reg, "black-forest-labs/FLUX.1-dev", "image_to_image") == {
+        "low": 7,
+        "medium": 14,
+        "high": 28,
+    }
+    assert quality_steps(reg, "black-forest-labs/FLUX.1-schnell", "text_to_image") == {
+        "low": 1,
+        "medium": 2,
+        "high": 4,
+    }
+    # explicit presets where the rule makes no sense (a 1-step default)
+    assert quality_steps(reg, "stabilityai/sd-turbo", "text_to_image") == {"low": 1, "medium": 2, "high": 4}
+    assert reg.to_dict("stabilityai/sdxl-turbo")["tasks"]["image_to_image"]["quality_steps"]["low"] == 2
+    assert quality_steps(reg, "gpt-image-1", "text_to_image") is None  # no default steps: no presets
+    assert quality_steps(reg, None, "text_to_image") is None
+    for tasks in (m["tasks"] for m in doc["models"].values()):  # every preset is a valid steps value
+        for spec in tasks.values():
+            if "quality_steps" in spec:
+                steps = spec["params"]["steps"]
+                assert all(steps["min"] <= v <= steps["max"] for v in spec["quality_steps"].values())
+
+    for presets, message in (
+        ({"low": 4, "medium": 2, "high": 4}, "low <= medium <= high"),
+        ({"low": 1, "medium": 2, "high": 8}, "above the maximum 4"),
+        ({"low": 1, "medium": 2}, "missing required key 'high'"),
+    ):
+        d = copy.deepcopy(doc)
+        d["models"]["stabilityai/sd-turbo"]["tasks"]["text_to_image"]["quality_steps"] = presets
+        with pytest.raises(CapabilityRegistryError, match=message):
+            VisionModelCapabilitiesRegistry(asset_path=_write(tmp_path, d))
+
+
+def test_frame_rule_maps_seconds_to_counts_the_model_accepts():
+    from abstractvision._frames import FrameRule, frame_rule
+    from abstractvision.errors import InvalidRequestError
+    from abstractvision.types import VisionBackendCapabilities
+
+    reg = VisionModelCapabilitiesRegistry()
+    wan = frame_rule(reg, "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "text_to_video", None)
+    assert wan is not None and (wan.multiple_of, wan.offset, wan.fps, wan.max) == (4, 1, 16, 1025)
+    assert [wan.frames_for(s, 16) for s in (1, 4, 5)] == [17, 65, 81]
+    ltx = frame_rule(reg, "Lightricks/LTX-Video", "text_to_video", None)
+    assert ltx is not None and ltx.describe() == "8k+1" and ltx.frames_for(4, 24) == 97
+    cog = frame_rule(reg, "THUDM/CogVideoX-2b", "text_to_video", None)
+    assert cog is not None and cog.frames_for(6, 8) == 49
+    with pytest.raises(InvalidRequestError, match="at most 49 frames") as info:
+        cog.frames_for(8, 8)
+    assert info.value.param == "seconds"
+    # a backend's declaration alone (a folder the registry does not know)
+    caps = VisionBackendCapabilities(
+        max_frames=100, raw={"video": {"num_frames": {"multiple_of": 6, "offset": 1}, "fps": 30}}
+    )
+    mochi = frame_rule(None, None, "text_to_video", caps)
+    assert mochi == FrameRule(multiple_of=6, offset=1, max=100, fps=30, source="the backend's declaration")
+    assert mochi.frames_for(2, 30) == 61 and mochi.frames_for(3.3, 30) == 97  # 99 is past the maximum
+    assert mochi.valid_near(10) == [7, 13]
+    with pytest.raises(
+        InvalidRequestError, match="6k\\+1 frames between 1 and 100 \\(for example 7 or 13\\)"
+    ):
+        mochi.check(10)
+    assert frame_rule(None, None, "text_to_video", VisionBackendCapabilities()) is None

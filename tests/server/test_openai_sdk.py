@@ -148,3 +148,72 @@ def test_sdk_errors_for_bad_requests(sdk):
     with pytest.raises(openai.BadRequestError) as info:
         sdk.images.generate(model="tiny-wan", prompt="x")
     assert info.value.body["code"] == "unsupported_task"
+
+
+# -- OpenAI fields a plain client sends (docs/server.md, "OpenAI fields") ---------------------------
+
+
+@pytest.fixture(scope="module")
+def plain_sdk(tiny_models):
+    """tiny-sd served with the SD 1.5 registry entry (its step presets), tiny-wan without one
+    (the frame rule its own VAE config declares); the client sends OpenAI fields only."""
+    from server_helpers import diffusers_server
+
+    with diffusers_server(tiny_models, registry_ids={"tiny-sd": "runwayml/stable-diffusion-v1-5"}) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+        yield client
+        client.close()
+
+
+def job_metadata(client, job_id: str) -> dict:
+    deadline = time.monotonic() + 60
+    while True:
+        job = client.get(f"/jobs/{job_id}", cast_to=httpx.Response).json()
+        if job["status"] == "completed":
+            return job["results"][0]["metadata"]
+        assert job["status"] in ("queued", "in_progress") and time.monotonic() < deadline, job
+        time.sleep(0.05)
+
+
+def test_quality_and_style_from_the_openai_sdk(plain_sdk):
+    raw = plain_sdk.images.with_raw_response.generate(
+        model="tiny-sd", prompt="a lighthouse", size="64x64", quality="low", style="vivid", user="u-1"
+    )
+    result = raw.parse()
+    assert result.quality == "low" and image_size(base64.b64decode(result.data[0].b64_json)) == (64, 64)
+    meta = job_metadata(plain_sdk, raw.headers["x-job-id"])
+    assert meta["parameters"]["steps"] == 13  # SD 1.5's 50 default steps / 4, rounded up
+    assert set(meta["ignored_parameters"]) == {"style", "user"}
+    high = plain_sdk.images.generate(model="tiny-sd", prompt="a lighthouse", size="64x64", quality="high")
+    assert high.quality == "high"
+
+
+@pytest.mark.parametrize(("fmt", "pil_format"), [("jpeg", "JPEG"), ("webp", "WEBP")])
+def test_output_format_from_the_openai_sdk(plain_sdk, fmt, pil_format):
+    from PIL import Image
+
+    result = plain_sdk.images.generate(
+        model="tiny-sd", prompt="a lighthouse", size="64x64", output_format=fmt, output_compression=80
+    )
+    assert result.output_format == fmt
+    with Image.open(io.BytesIO(base64.b64decode(result.data[0].b64_json))) as img:
+        assert img.format == pil_format and img.size == (64, 64)
+
+
+def test_a_wan_video_from_seconds_alone(plain_sdk):
+    """Only OpenAI's own fields: 4 seconds at Wan's 16 fps -> 65 frames (4k+1); the default 50 steps."""
+    video = plain_sdk.videos.create(model="tiny-wan", prompt="waves on a beach", seconds="4", size="16x16")  # type: ignore[arg-type]
+    deadline = time.monotonic() + 240
+    while video.status not in ("completed", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+        video = plain_sdk.videos.retrieve(video.id)
+    assert video.status == "completed", video.error
+    assert video.seconds == "4" and video.size == "16x16"
+    data = plain_sdk.videos.download_content(video.id).read()
+    assert data[4:8] == b"ftyp"
+    meta = job_metadata(plain_sdk, video.id)
+    assert (meta["parameters"]["num_frames"], meta["parameters"]["fps"]) == (65, 16)
+    with pytest.raises(openai.BadRequestError) as info:  # 4k+1 is checked at submission
+        plain_sdk.videos.create(model="tiny-wan", prompt="x", size="20x16")  # type: ignore[arg-type]
+    assert info.value.body["param"] == "width"

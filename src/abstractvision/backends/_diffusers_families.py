@@ -237,3 +237,63 @@ def classify_pipeline(
         dict.fromkeys(_VARIANT_TASK[v] for v in ("text2img", "img2img", "inpaint") if v in variants)
     )
     return Family(class_name, "image", tasks, "inpaint" in variants, variants=variants)
+
+
+# -- video frame rules (read from the configs on disk, before anything is loaded) ---------------
+
+
+def _integral(value: Any) -> Optional[int]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return int(value) if float(value).is_integer() and value >= 1 else None
+
+
+def _last(value: Any) -> Optional[int]:
+    if isinstance(value, (list, tuple)) and value:
+        value = value[-1]
+    return _integral(value)
+
+
+def video_rule(
+    class_name: Optional[str], vae: Mapping[str, Any], transformer: Mapping[str, Any]
+) -> Optional[dict[str, Any]]:
+    """The frame rule and size multiple a video pipeline computes when it loads, from its configs.
+
+    The VAE's temporal factor T makes the pipeline need ``Tk+1`` frames (``vae_scale_factor_temporal``
+    of Wan and CogVideoX, ``vae_temporal_compression_ratio`` of LTX, Mochi's fixed 6); width and
+    height must be multiples of the spatial factor times the transformer's patch size. Returns
+    ``{"num_frames": {"multiple_of": T, "offset": 1}, "size_multiple": S}`` (the parts known), or
+    ``None`` when the configs do not say (the pipeline still checks when it runs).
+    """
+    if not class_name or not any(m in class_name for m in _VIDEO_MARKERS):
+        return None
+    temporal: Optional[int] = None
+    spatial: Optional[int] = None
+    if class_name.startswith("Mochi"):
+        temporal, spatial = 6, 8  # MochiPipeline hard-codes both
+    elif "scale_factor_temporal" in vae:  # Wan: AutoencoderKLWan's config
+        temporal, spatial = (
+            _integral(vae["scale_factor_temporal"]),
+            _integral(vae.get("scale_factor_spatial")),
+        )
+    elif "spatio_temporal_scaling" in vae:  # LTX-Video, LTX-2: patch sizes x 2^(scaling blocks)
+        blocks = sum(1 for x in vae["spatio_temporal_scaling"] if x)
+        temporal = _integral(vae.get("temporal_compression_ratio")) or (
+            (_integral(vae.get("patch_size_t")) or 1) * 2**blocks
+        )
+        spatial = (
+            _integral(vae.get("spatial_compression_ratio"))
+            or (_integral(vae.get("patch_size")) or 1) * 2**blocks
+        )
+    elif "temporal_compression_ratio" in vae:  # CogVideoX, HunyuanVideo
+        temporal = _integral(vae["temporal_compression_ratio"])
+        spatial = _integral(vae.get("spatial_compression_ratio"))
+        channels = vae.get("block_out_channels")
+        if spatial is None and isinstance(channels, (list, tuple)) and channels:
+            spatial = 2 ** (len(channels) - 1)
+    out: dict[str, Any] = {}
+    if temporal is not None and temporal > 1:
+        out["num_frames"] = {"multiple_of": temporal, "offset": 1}
+    if spatial is not None:
+        out["size_multiple"] = spatial * (_last(transformer.get("patch_size")) or 1)
+    return out or None

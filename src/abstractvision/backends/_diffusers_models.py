@@ -148,18 +148,18 @@ def _read_json(path: Optional[str]) -> Optional[dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
-def read_model_index(
-    model_id: str, *, cache_dir: Optional[str] = None, revision: Optional[str] = None
+def read_config(
+    model_id: str, name: str = _INDEX, *, cache_dir: Optional[str] = None, revision: Optional[str] = None
 ) -> Optional[dict[str, Any]]:
-    """The model's ``model_index.json`` when it is on disk (no download)."""
-    return _read_json(_config_file(model_id, _INDEX, cache_dir=cache_dir, revision=revision))
+    """A JSON config of the model (``model_index.json``, ``vae/config.json``...) when it is on disk."""
+    return _read_json(_config_file(model_id, name, cache_dir=cache_dir, revision=revision))
 
 
 def read_pipeline_class(
     model_id: str, *, cache_dir: Optional[str] = None, revision: Optional[str] = None
 ) -> Optional[str]:
     """The ``_class_name`` in the model's ``model_index.json`` when it is on disk (no download)."""
-    index = read_model_index(model_id, cache_dir=cache_dir, revision=revision)
+    index = read_config(model_id, cache_dir=cache_dir, revision=revision)
     name = (index or {}).get("_class_name")
     return name if isinstance(name, str) else None
 
@@ -168,7 +168,7 @@ def folder_family(
     model_id: str, *, cache_dir: Optional[str] = None, revision: Optional[str] = None
 ) -> Family:
     """The family of a model on disk, from ``model_index.json`` and its denoiser's config."""
-    index = read_model_index(model_id, cache_dir=cache_dir, revision=revision) or {}
+    index = read_config(model_id, cache_dir=cache_dir, revision=revision) or {}
     configs = {}
     for component in ("unet", "transformer"):
         found = _read_json(
@@ -294,7 +294,7 @@ def load_pipeline(model_id: str, settings: LoadSettings) -> Any:
             "does not provide. Upgrade diffusers (pip install -U diffusers)."
         )
     _check_component_packages(
-        model_id, read_model_index(model_id, cache_dir=settings.cache_dir, revision=settings.revision)
+        model_id, read_config(model_id, cache_dir=settings.cache_dir, revision=settings.revision)
     )
     kwargs: dict[str, Any] = {
         dtype_argument(): settings.dtype,

@@ -25,7 +25,7 @@ from ..types import (
     VideoGenerationRequest,
 )
 
-__all__ = ["run_images", "run_upscale", "run_video"]
+__all__ = ["default_fps", "run_images", "run_upscale", "run_video"]
 
 logger = logging.getLogger("abstractvision.backends.huggingface_diffusers")
 
@@ -337,7 +337,7 @@ def run_video(
             output_count_arg="num_videos_per_prompt",
         )
         frames = outcome.output.frames[0]
-    fps = request.fps or backend.config.video_fps or _family_fps(type(pipe).__name__)
+    fps = request.fps or backend.config.video_fps or default_fps(type(pipe).__name__)
     frame_size: tuple[int, int] = (0, 0)
     if len(frames) and hasattr(frames[0], "shape"):
         frame_size = (int(frames[0].shape[1]), int(frames[0].shape[0]))
@@ -478,7 +478,8 @@ def _video_multiple(pipe: Any) -> Optional[int]:
     return spatial * (patch[-1] if isinstance(patch, (list, tuple)) else int(patch))
 
 
-def _family_fps(class_name: str) -> int:
+def default_fps(class_name: str) -> int:
+    """The frame rate a video family's models are made for (MP4s get it when a request gives none)."""
     for prefix, fps in _FAMILY_FPS:
         if class_name.startswith(prefix):
             return fps

@@ -351,9 +351,31 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
                         "image_upscale": "Set upscaler_model_id (for example "
                         "'stabilityai/stable-diffusion-x4-upscaler') or use an upscaler pipeline as model_id.",
                     },
+                    **({"video": video} if (video := self._video_declaration(family)) else {}),
                 },
             )
         return self._caps
+
+    def _video_declaration(self, family: Any) -> Optional[dict[str, Any]]:
+        """Frame rule, size multiple and default fps of a video model, from its configs on disk
+        (the managers refuse what it cannot run before anything loads; see abstractvision._frames)."""
+        from ._diffusers_families import video_rule
+        from ._diffusers_models import read_config
+        from ._diffusers_tasks import default_fps
+
+        if family.kind != "video" or not family.pipeline_class:
+            return None
+        c = self.config
+        configs = [
+            read_config(c.model_id, f"{part}/config.json", cache_dir=c.cache_dir, revision=c.revision) or {}
+            for part in ("vae", "transformer")
+        ]
+        rule = video_rule(family.pipeline_class, *configs) or {}
+        return {
+            **rule,
+            "fps": c.video_fps or default_fps(family.pipeline_class),
+            "source": "the model's VAE config (vae/config.json)",
+        }
 
     def describe(self) -> dict[str, Any]:
         from ._diffusers_runtime import dtype_name

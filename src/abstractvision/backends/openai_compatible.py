@@ -204,6 +204,8 @@ class OpenAICompatibleVisionBackend(VisionBackend):
                 "base_url": self.config.public_base_url,
                 "video_mode": self.config.video_mode,
                 "profile": self.profile,
+                # OpenAI image fields this profile sends (a server passes them on as they are)
+                "openai_fields": list(profile.openai_fields),
                 **({"hints": hints} if hints else {}),
             },
         )

@@ -236,7 +236,7 @@ class DistributedState(BaseState):
         self, spec: CallSpec, *, kind: str, url_base: str, keep_assets: bool = False
     ) -> JobRecord:
         engine = await self.resolve(spec.model, spec.task)
-        self.operator_options(spec)  # travels to the workers with the job's parameters
+        self.prepare(engine, spec)  # what it adds travels to the workers with the job's parameters
         await self._prevalidate(engine, spec)
         async with self._redis_errors():
             depth = await self.jobs.queue_depth(engine.name)

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 
 from .._fileio import extension_for_mime
 from .errors import APIError, bad_request
+from .openai_fields import IMAGE_FIELDS
 from .params import (
     CallSpec,
     check_image_bytes,
@@ -45,7 +46,6 @@ __all__ = [
     "list_videos",
 ]
 
-DEFAULT_VIDEO_FPS = 8
 _DIFFUSION_KEYS = ("negative_prompt", "seed", "steps", "guidance_scale")
 
 
@@ -148,7 +148,20 @@ async def _images_response(request: Request, job: Any) -> Response:
 
             with Image.open(io.BytesIO(first.data)) as img:  # header only
                 body["size"] = f"{img.size[0]}x{img.size[1]}"
+    for key in ("quality", "background"):  # what the request's level / background became
+        if job.summary.get(key) in ("low", "medium", "high", "opaque", "transparent"):
+            body[key] = job.summary[key]
     return JSONResponse(body, headers={"X-Job-Id": job.id})
+
+
+def _refuse_stream(body: dict[str, Any]) -> None:
+    if body.get("stream") is True:
+        raise bad_request(
+            "stream=true (partial images as server-sent events) is not supported by this server; "
+            "omit 'stream' to get the images in one response.",
+            param="stream",
+            code="stream_not_supported",
+        )
 
 
 async def _run_images(request: Request, task: str, body: dict[str, Any], params: dict[str, Any]) -> Response:
@@ -160,6 +173,7 @@ async def _run_images(request: Request, task: str, body: dict[str, Any], params:
         n=body.get("n") or 1,
         response_format=body.get("response_format") or "b64_json",
         summary=_summary(params, n=body.get("n")),
+        openai={k: body[k] for k in IMAGE_FIELDS if body.get(k) is not None},
     )
     job = await state_of(request).submit(spec, kind="image", url_base=url_base(request), keep_assets=True)
     return await _images_response(request, job)
@@ -168,7 +182,9 @@ async def _run_images(request: Request, task: str, body: dict[str, Any], params:
 async def generate_images(request: Request) -> Response:
     """``POST /v1/images/generations``."""
     state = state_of(request)
-    body = validate_body(await read_json(request), state.schemas["image_generation"])
+    raw = await read_json(request)
+    _refuse_stream(raw)
+    body = validate_body(raw, state.schemas["image_generation"])
     params = {"prompt": body["prompt"], **_common_params(body, state.opts)}
     return await _run_images(request, "text_to_image", body, params)
 
@@ -180,7 +196,9 @@ async def edit_images(request: Request) -> Response:
     fields, files = await read_form(
         request, file_fields=("image", "image[]", "mask"), multi_files=("image[]",)
     )
-    body = validate_body(coerce_form(fields, schema), schema)
+    coerced = coerce_form(fields, schema)
+    _refuse_stream(coerced)
+    body = validate_body(coerced, schema)
     images = files.get("image", []) + files.get("image[]", [])
     if not images:
         raise bad_request("'image' is required: upload the image to edit as a file part.", param="image")
@@ -324,9 +342,6 @@ async def create_video(request: Request) -> Response:
         if body.get(key) is not None:
             params[key] = body[key]
     seconds = body.get("seconds")
-    if seconds is not None and body.get("num_frames") is None:
-        params.setdefault("fps", DEFAULT_VIDEO_FPS)
-        params["num_frames"] = int(seconds) * int(params["fps"])
     if reference is not None:
         params["image"] = reference
     spec = CallSpec(
@@ -334,6 +349,7 @@ async def create_video(request: Request) -> Response:
         params=params,
         model=body.get("model"),
         summary=_summary(params, seconds=seconds),
+        openai={"seconds": int(seconds)} if seconds is not None else {},
     )
     job = await state.submit(spec, kind="video", url_base=url_base(request))
     return JSONResponse(video_view(job), headers={"X-Job-Id": job.id})

@@ -37,7 +37,12 @@ _MAX_FORM_FILES = 20
 
 @dataclass
 class CallSpec:
-    """A validated request: which task, which model, and the manager keyword arguments."""
+    """A validated request: which task, which model, and the manager keyword arguments.
+
+    ``openai`` holds the OpenAI fields whose meaning depends on the model (``quality``,
+    ``seconds``...): :func:`~abstractvision.server.openai_fields.apply_openai_fields` turns
+    them into ``params`` once the model is known.
+    """
 
     task: str
     params: dict[str, Any]
@@ -45,6 +50,7 @@ class CallSpec:
     n: int = 1
     response_format: str = "b64_json"
     summary: dict[str, Any] = field(default_factory=dict)
+    openai: dict[str, Any] = field(default_factory=dict)
 
 
 # -- bodies ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from ..types import TASKS, GeneratedAsset
 from .artifacts import ArtifactIndex
 from .errors import APIError, Redactor, error_from_exception
 from .jobs import Job, JobRunner, JobStore, sse_events
+from .openai_fields import apply_openai_fields
 from .options import ServerOptions
 from .params import CallSpec
 from .residency import Residency, ResidencyState
@@ -305,8 +306,11 @@ class BaseState:
     def _served_list(self) -> str:
         return "; ".join(f"{e.name} ({', '.join(e.tasks) or 'no tasks'})" for e in self.engines.values())
 
-    def operator_options(self, spec: CallSpec) -> None:
-        """What the operator decides for every request (clients cannot): the ``embed_metadata`` policy."""
+    def prepare(self, engine: Engine, spec: CallSpec) -> None:
+        """Complete ``spec`` for ``engine`` before it is validated (the same in every mode): the
+        request's OpenAI fields (:mod:`.openai_fields`), then what the operator decides for every
+        request (clients cannot): the ``embed_metadata`` policy."""
+        apply_openai_fields(engine, spec)
         if self.opts.embed_metadata is not None:
             spec.params["embed_metadata"] = self.opts.embed_metadata
 
@@ -363,7 +367,7 @@ class ServerState(BaseState):
     async def submit(self, spec: CallSpec, *, kind: str, url_base: str, keep_assets: bool = False) -> Job:
         """Validate ``spec`` with the model's manager, then queue it as a job."""
         engine = await self.resolve(spec.model, spec.task)
-        self.operator_options(spec)
+        self.prepare(engine, spec)
         await self._prevalidate(engine, spec)
         job = Job(spec, model=engine.name, kind=kind, url_base=self.opts.public_url or url_base)
         job.keep_assets = keep_assets

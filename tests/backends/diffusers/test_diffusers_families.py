@@ -151,6 +151,42 @@ def test_video_family_runs_every_declared_task(family: str, tiny_family: Any, ma
         assert "size_adjusted" not in video.metadata and "frames_adjusted" not in video.metadata
 
 
+@pytest.mark.parametrize("family", sorted(VIDEO_FAMILIES))
+def test_video_rule_is_declared_before_loading_and_matches_the_pipeline(
+    family: str, tiny_family: Any, make_manager: Any
+) -> None:
+    """The frame rule read from the VAE/transformer configs is what the loaded pipeline computes,
+    so a frame count or size it cannot run is refused while planning, before any weights load."""
+    from abstractvision.backends._diffusers_tasks import _video_multiple
+    from abstractvision.errors import InvalidRequestError
+
+    _tasks, frames, size, fps = VIDEO_FAMILIES[family]
+    vm = make_manager(tiny_family(family))
+    declared = vm.backend.get_capabilities().raw["video"]
+    assert declared["fps"] == fps
+    rule = declared.get("num_frames")
+    if rule is not None:
+        bad = frames + 1
+        with pytest.raises(InvalidRequestError, match=f"{rule['multiple_of']}k\\+1") as info:
+            vm.generate_video("a cat", num_frames=bad, width=size, height=size, steps=1)
+        assert info.value.param == "num_frames"
+        with pytest.raises(InvalidRequestError) as info:
+            vm.generate_video("a cat", num_frames=frames, width=size + 1, height=size, steps=1)
+        assert info.value.param == "width"
+        assert vm.backend.loaded_models() == []  # refused before loading
+    vm.backend.preload()
+    pipe = next(iter(vm.backend._cache)).pipe
+    temporal = (
+        getattr(pipe, "vae_scale_factor_temporal", None)
+        or getattr(pipe, "vae_temporal_compression_ratio", None)
+        or getattr(pipe, "vae_temporal_scale_factor", None)
+    )
+    assert (rule or {}).get("multiple_of") == (
+        temporal if isinstance(temporal, int) and temporal > 1 else None
+    )
+    assert declared.get("size_multiple") == _video_multiple(pipe)
+
+
 # -- the failures listed in issue 17 ---------------------------------------------------------------
 
 

@@ -188,6 +188,40 @@ def output_file_properties() -> dict[str, Any]:
     }
 
 
+def _choice(values: tuple[str, ...], text: str) -> dict[str, Any]:
+    return {"type": ["string", "null"], "enum": [*values, None], "description": text}
+
+
+def _identifier(text: str) -> dict[str, Any]:
+    return {"type": ["string", "null"], "maxLength": 512, "description": text}
+
+
+def openai_image_options() -> dict[str, Any]:
+    """OpenAI Images API fields a diffusion engine has no parameter for (see docs/server.md)."""
+    return {
+        "quality": _choice(
+            ("low", "medium", "high", "auto", "standard", "hd"),
+            "Mapped to `steps` from the model's registry presets (standard = medium, hd = high; auto = "
+            "the engine default). Without presets, or with `steps` given, recorded in "
+            "metadata.ignored_parameters.",
+        ),
+        "background": _choice(
+            ("transparent", "opaque", "auto"),
+            "opaque/auto: accepted (local engines make opaque images); transparent: 400 unless the "
+            "model's backend passes it to a remote that can.",
+        ),
+        "style": _choice(("vivid", "natural"), "Accepted; recorded in metadata.ignored_parameters."),
+        "moderation": _choice(("low", "auto"), "Accepted; recorded in metadata.ignored_parameters."),
+        "user": _identifier("Accepted; recorded in metadata.ignored_parameters."),
+        "safety_identifier": _identifier("Accepted; recorded in metadata.ignored_parameters."),
+        "stream": {
+            "type": ["boolean", "null"],
+            "enum": [False, None],
+            "description": "Streaming partial images is not supported: true is a 400.",
+        },
+    }
+
+
 def _openai_image_fields(opts: ServerOptions, limits: Limits) -> dict[str, Any]:
     return {
         "model": _model(),
@@ -200,7 +234,7 @@ def _openai_image_fields(opts: ServerOptions, limits: Limits) -> dict[str, Any]:
             "enum": ["url", "b64_json", None],
             "description": "b64_json (default) or url (served from /v1/artifacts).",
         },
-        "user": {"type": "string", "maxLength": 512, "description": "Accepted for compatibility; unused."},
+        **openai_image_options(),
         **output_file_properties(),
         **diffusion_properties(limits),
     }
@@ -222,6 +256,7 @@ def image_edit_schema(opts: ServerOptions, *, docs: bool, limits: Limits = _DEFA
         "strength": _nullable(
             {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "How much to change."}
         ),
+        "input_fidelity": _choice(("high", "low"), "Accepted; recorded in metadata.ignored_parameters."),
     }
     if opts.allowed_extra_keys and not docs:
         props.update(_extra(opts))
@@ -256,7 +291,9 @@ def video_create_schema(
             "pattern": SECONDS_PATTERN,
             "minimum": 1,
             "maximum": 60,
-            "description": "Clip length in seconds (num_frames = seconds x fps); num_frames wins when given.",
+            "description": "Clip length in seconds: mapped to the frame count nearest seconds x fps that the "
+            "model accepts (4k+1 for Wan, 8k+1 for LTX...), at the model's fps unless `fps` is given; a clip "
+            "the model cannot make is a 400. num_frames wins when given.",
         },
         "size": _nullable(
             {"type": "string", "pattern": size_pattern(limits), "description": "WIDTHxHEIGHT."}
