@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any
 
+from abstractvision._relays import encode_preview, wants_preview
 from abstractvision.backends import VisionBackend
 from abstractvision.errors import GenerationCancelledError
 from abstractvision.types import (
@@ -21,6 +22,7 @@ from abstractvision.types import (
     ImageToVideoRequest,
     ImageUpscaleRequest,
     MultiAngleRequest,
+    PreviewEvent,
     ProgressEvent,
     VideoGenerationRequest,
     VisionBackendCapabilities,
@@ -33,6 +35,14 @@ def png_bytes(width: int = 16, height: int = 16, color: Any = (200, 30, 30), mod
     buf = io.BytesIO()
     Image.new(mode, (width, height), color).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _preview_image(step: int, total: int) -> Any:
+    """A grey that brightens with the steps (what a preview of step ``step`` looks like here)."""
+    from PIL import Image
+
+    level = int(255 * step / max(1, total))
+    return Image.new("RGB", (16, 16), (level, level, level))
 
 
 def _color(prompt: str, seed: int | None) -> tuple[int, int, int]:
@@ -52,6 +62,7 @@ class FakeBackend(VisionBackend):
         self.supports_mask = supports_mask
         self.started = threading.Event()
         self.closed = False
+        self.previews_made = 0  # previews are made only when the request asks (zero cost otherwise)
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "fake", "model": "fake-model"}
@@ -77,6 +88,12 @@ class FakeBackend(VisionBackend):
             if request.on_progress is not None:
                 request.on_progress(
                     ProgressEvent(task=task, phase="step", step=i, total_steps=total, progress=i / total)
+                )
+            if wants_preview(getattr(request, "on_preview", None), i, total):
+                self.previews_made += 1
+                data, width, height = encode_preview(_preview_image(i, total))
+                request.on_preview(
+                    PreviewEvent(task=task, image=data, width=width, height=height, step=i, total_steps=total)
                 )
 
     def _image(

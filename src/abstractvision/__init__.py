@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
         UnknownModelError,
     )
     from .model_capabilities import VisionModelCapabilitiesRegistry
-    from .types import GeneratedAsset, ProgressEvent, ProviderModelInfo
+    from .types import GeneratedAsset, PreviewEvent, ProgressEvent, ProviderModelInfo
     from .vision_manager import VisionManager
 
 # Public name -> defining module. Names load on first access, so that `import abstractvision`
@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "InvalidRequestError": "errors",
     "LocalAssetStore": "artifacts",
     "OptionalDependencyMissingError": "errors",
+    "PreviewEvent": "types",
     "ProgressEvent": "types",
     "ProviderError": "errors",
     "ProviderModelInfo": "types",
@@ -74,6 +75,7 @@ __all__ = [
     "InvalidRequestError",
     "LocalAssetStore",
     "OptionalDependencyMissingError",
+    "PreviewEvent",
     "ProgressEvent",
     "ProviderError",
     "ProviderModelInfo",

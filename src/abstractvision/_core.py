@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional, Union
 
 from . import _angles, _frames, _media, _provenance, _validation
+from ._relays import PreviewRelay, ProgressRelay, check_preview_options
 from .artifacts import _json_safe
 from .backends.base_backend import TASK_METHODS
 from .errors import (
@@ -37,7 +38,6 @@ from .types import (
     ImageToVideoRequest,
     ImageUpscaleRequest,
     MultiAngleRequest,
-    ProgressEvent,
     VideoGenerationRequest,
     VisionBackendCapabilities,
 )
@@ -61,38 +61,6 @@ _BATCH_METHODS = {
 }
 _PROMPT_REQUIRED = {"text_to_image", "image_to_image", "text_to_video", "multi_view_image"}
 _MODALITY = {"text_to_video": "video", "image_to_video": "video"}
-
-
-class ProgressRelay:
-    """Forwards engine progress to the caller's ``on_progress``, stamping elapsed time."""
-
-    def __init__(
-        self, task: str, callback: Optional[Callable[[ProgressEvent], None]], started: float
-    ) -> None:
-        self.task = task
-        self.callback = callback
-        self.started = started
-
-    def __call__(self, event: ProgressEvent) -> None:
-        if self.callback is None:
-            return
-        if event.elapsed_s is None:
-            event = dataclasses.replace(event, elapsed_s=round(time.perf_counter() - self.started, 6))
-        try:
-            self.callback(event)
-        except AbstractVisionError:  # GenerationCancelledError raised on purpose, for example
-            raise
-        except Exception as exc:
-            # the same BackendError whether it fails here or inside an engine's step loop, where
-            # the managers already wrapped it
-            raise BackendError(
-                f"on_progress raised {type(exc).__name__}: {exc} (it is called with one ProgressEvent; "
-                "use cancel= or raise GenerationCancelledError to stop a generation)."
-            ) from exc
-
-    def emit(self, phase: str, **fields: Any) -> None:
-        if self.callback is not None:
-            self(ProgressEvent(task=self.task, phase=phase, **fields))
 
 
 @dataclass
@@ -301,6 +269,11 @@ class ManagerCore:
             params, embed_metadata=self.embed_metadata, on_size_mismatch=self.on_size_mismatch
         )
         requested_strategy = params.pop("strategy", None)
+        preview_callback, preview_every, partial_images = check_preview_options(
+            params.pop("on_preview", None),
+            params.pop("preview_every", None),
+            params.pop("partial_images", None),
+        )
         views: tuple[_angles.AngleView, ...] = ()
         if task == "multi_view_image":
             views = _angles.parse_angles(params.get("angles", _angles.DEFAULT_ANGLES))
@@ -382,6 +355,10 @@ class ManagerCore:
         relay = ProgressRelay(task, params.get("on_progress"), started)
         req_fields = dict(params)
         req_fields["on_progress"] = relay
+        if preview_callback is not None:
+            req_fields["on_preview"] = PreviewRelay(
+                task, preview_callback, started, every=preview_every, count=partial_images
+            )
         if batch:
             req_fields["n"] = n
             req_fields["seeds"] = planned
@@ -434,9 +411,11 @@ class ManagerCore:
         if not plan.batch or not plan.chunk or len(plan.seeds) <= plan.chunk:
             return [plan.request]
         out = []
+        preview = plan.request.on_preview
         for i in range(0, len(plan.seeds), plan.chunk):
             part = plan.seeds[i : i + plan.chunk]
-            out.append(dataclasses.replace(plan.request, n=len(part), seeds=part))
+            shifted = preview.shifted(i) if isinstance(preview, PreviewRelay) else preview
+            out.append(dataclasses.replace(plan.request, n=len(part), seeds=part, on_preview=shifted))
         return out
 
     # -- finishing --------------------------------------------------------------------

@@ -24,7 +24,7 @@ MAX_SEED = 2**63 - 1
 
 #: First-class parameters of each task (besides the positional prompt/image arguments).
 _IMAGE_COMMON = ("negative_prompt", "width", "height", "steps", "guidance_scale", "seed", "lora_adapters")
-_RUNTIME = ("extra", "on_progress", "cancel")
+_RUNTIME = ("extra", "on_progress", "cancel", "on_preview", "preview_every", "partial_images")
 #: How the result is written and checked (handled by the manager, never sent to a backend).
 VIDEO_OUTPUT_OPTIONS = ("embed_metadata", "on_size_mismatch", "ignored_parameters")
 IMAGE_OUTPUT_OPTIONS = ("output_format", "output_compression", *VIDEO_OUTPUT_OPTIONS)

@@ -19,7 +19,7 @@ from . import _angles
 from ._core import CallPlan, ManagerCore, Output
 from ._validation import check_task
 from .errors import AbstractVisionError, BackendError, GenerationCancelledError
-from .types import CancelToken, GeneratedAsset, ProgressCallback, ProviderModelInfo
+from .types import CancelToken, GeneratedAsset, PreviewCallback, ProgressCallback, ProviderModelInfo
 from .vision_manager import ImageInput, locals_of
 
 __all__ = ["AsyncVisionManager"]
@@ -143,6 +143,9 @@ class AsyncVisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> Output:
@@ -168,6 +171,9 @@ class AsyncVisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> list[Output]:
@@ -194,6 +200,9 @@ class AsyncVisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> Output:
@@ -223,6 +232,9 @@ class AsyncVisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> list[Output]:
@@ -244,6 +256,9 @@ class AsyncVisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> Output:
@@ -266,6 +281,9 @@ class AsyncVisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> Output:
@@ -291,6 +309,9 @@ class AsyncVisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> list[Output]:
@@ -314,6 +335,9 @@ class AsyncVisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> Output:
@@ -340,6 +364,9 @@ class AsyncVisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> list[Output]:
@@ -366,6 +393,9 @@ class AsyncVisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> list[Output]:

@@ -4,9 +4,10 @@ Requests are frozen dataclasses, one per task, with the same argument names on e
 backend (``negative_prompt, width, height, steps, guidance_scale, seed, strength,
 num_frames, fps, n``). ``extra`` carries backend-specific keys. Batching (``n``,
 ``seeds``), progress (``on_progress``) and cancellation (``cancel``) are request fields,
-so a backend sees everything it needs in one object.
+so a backend sees everything it needs in one object; so do live previews (``on_preview``,
+see docs/previews.md).
 
-This module imports nothing heavy: Pillow is imported only by :meth:`GeneratedAsset.to_pil`.
+This module imports nothing heavy: Pillow is imported only by the ``to_pil`` methods.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ __all__ = [
     "ImageUpscaleRequest",
     "LoRAAdapterSpec",
     "MultiAngleRequest",
+    "PreviewCallback",
+    "PreviewEvent",
     "ProgressCallback",
     "ProgressEvent",
     "ProviderModelInfo",
@@ -90,6 +93,54 @@ ProgressCallback = Callable[[ProgressEvent], None]
 
 
 @dataclass(frozen=True)
+class PreviewEvent:
+    """A live preview of an output while it is being generated, sent to ``on_preview`` callbacks.
+
+    Previews are transient: they are never stored, never part of a result or its metadata.
+
+    Attributes:
+        task: task name.
+        image: the preview, encoded (JPEG unless ``mime_type`` says otherwise).
+        mime_type: for example ``"image/jpeg"``.
+        width, height: the preview's size in pixels (often smaller than the output).
+        step: the denoising step it shows (1-based) when known.
+        total_steps: number of steps when known.
+        index: which output of a batch (0-based).
+        decoder: how it was made: ``"tiny_autoencoder"`` (TAESD-style), ``"latent_rgb"`` (a
+            linear latent-to-RGB approximation), ``"vae"`` (the full VAE, when asked),
+            ``"engine"`` (the engine's own preview, stable-diffusion.cpp) or ``"remote"`` (a
+            server's partial image).
+        frame: for a video, which frame is shown (the middle one).
+        elapsed_s: seconds since the manager started the call.
+    """
+
+    task: str
+    image: bytes = field(repr=False)
+    mime_type: str = "image/jpeg"
+    width: int = 0
+    height: int = 0
+    step: Optional[int] = None
+    total_steps: Optional[int] = None
+    index: int = 0
+    decoder: str = ""
+    frame: Optional[int] = None
+    elapsed_s: Optional[float] = None
+
+    def to_pil(self) -> PILImage:
+        """Decode the preview into a ``PIL.Image.Image``."""
+        import io
+
+        from PIL import Image
+
+        img = Image.open(io.BytesIO(self.image))
+        img.load()
+        return img
+
+
+PreviewCallback = Callable[[PreviewEvent], None]
+
+
+@dataclass(frozen=True)
 class LoRAAdapterSpec:
     """One LoRA adapter to apply for a request.
 
@@ -119,6 +170,7 @@ class ImageGenerationRequest:
     extra: dict[str, Any] = field(default_factory=dict)
     on_progress: Optional[ProgressCallback] = field(default=None, repr=False, compare=False)
     cancel: Optional[CancelToken] = field(default=None, repr=False, compare=False)
+    on_preview: Optional[PreviewCallback] = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -142,6 +194,7 @@ class ImageEditRequest:
     extra: dict[str, Any] = field(default_factory=dict)
     on_progress: Optional[ProgressCallback] = field(default=None, repr=False, compare=False)
     cancel: Optional[CancelToken] = field(default=None, repr=False, compare=False)
+    on_preview: Optional[PreviewCallback] = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -158,6 +211,7 @@ class ImageUpscaleRequest:
     extra: dict[str, Any] = field(default_factory=dict)
     on_progress: Optional[ProgressCallback] = field(default=None, repr=False, compare=False)
     cancel: Optional[CancelToken] = field(default=None, repr=False, compare=False)
+    on_preview: Optional[PreviewCallback] = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -177,6 +231,7 @@ class MultiAngleRequest:
     extra: dict[str, Any] = field(default_factory=dict)
     on_progress: Optional[ProgressCallback] = field(default=None, repr=False, compare=False)
     cancel: Optional[CancelToken] = field(default=None, repr=False, compare=False)
+    on_preview: Optional[PreviewCallback] = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -198,6 +253,7 @@ class VideoGenerationRequest:
     extra: dict[str, Any] = field(default_factory=dict)
     on_progress: Optional[ProgressCallback] = field(default=None, repr=False, compare=False)
     cancel: Optional[CancelToken] = field(default=None, repr=False, compare=False)
+    on_preview: Optional[PreviewCallback] = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -220,6 +276,7 @@ class ImageToVideoRequest:
     extra: dict[str, Any] = field(default_factory=dict)
     on_progress: Optional[ProgressCallback] = field(default=None, repr=False, compare=False)
     cancel: Optional[CancelToken] = field(default=None, repr=False, compare=False)
+    on_preview: Optional[PreviewCallback] = field(default=None, repr=False, compare=False)
 
 
 VisionRequest = Union[

@@ -20,7 +20,7 @@ from . import _angles
 from ._core import CallPlan, ManagerCore, Output
 from ._validation import check_task
 from .errors import AbstractVisionError, BackendError, GenerationCancelledError
-from .types import CancelToken, GeneratedAsset, ProgressCallback, ProviderModelInfo
+from .types import CancelToken, GeneratedAsset, PreviewCallback, ProgressCallback, ProviderModelInfo
 
 __all__ = ["VisionManager"]
 
@@ -89,7 +89,11 @@ class VisionManager(ManagerCore):
     Every task method accepts ``on_progress`` (a callable receiving
     :class:`~abstractvision.ProgressEvent`) and ``cancel`` (an object with ``is_set()``,
     such as :class:`threading.Event`); a cancelled call raises
-    :class:`~abstractvision.errors.GenerationCancelledError`.
+    :class:`~abstractvision.errors.GenerationCancelledError`. ``on_preview`` (a callable
+    receiving :class:`~abstractvision.PreviewEvent`) gets live previews while the engine works,
+    every step or every ``preview_every`` steps, or ``partial_images`` of them spread over the
+    steps; without it nothing is decoded. Previews are never stored or returned. See
+    docs/previews.md.
     """
 
     def __repr__(self) -> str:
@@ -146,6 +150,9 @@ class VisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> Output:
@@ -172,6 +179,9 @@ class VisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> list[Output]:
@@ -203,6 +213,9 @@ class VisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> Output:
@@ -233,6 +246,9 @@ class VisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> list[Output]:
@@ -255,6 +271,9 @@ class VisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> Output:
@@ -278,6 +297,9 @@ class VisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> Output:
@@ -304,6 +326,9 @@ class VisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> list[Output]:
@@ -327,6 +352,9 @@ class VisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> Output:
@@ -354,6 +382,9 @@ class VisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> list[Output]:
@@ -380,6 +411,9 @@ class VisionManager(ManagerCore):
         on_size_mismatch: Optional[str] = None,
         extra: Optional[dict[str, Any]] = None,
         on_progress: Optional[ProgressCallback] = None,
+        on_preview: Optional[PreviewCallback] = None,
+        preview_every: Optional[int] = None,
+        partial_images: Optional[int] = None,
         cancel: Optional[CancelToken] = None,
         **kwargs: Any,
     ) -> list[Output]:

@@ -150,3 +150,19 @@ def test_sigint_stops_the_diffusion_loop(cli, tiny_sd_dir, tmp_path, monkeypatch
     assert "cancelled." in tty.getvalue()
     assert "500/500 steps" not in tty.getvalue()
     assert not (tmp_path / "never.png").exists()
+
+
+def test_previews_written_to_a_folder_while_generating(cli, tiny_sd_dir, tmp_path) -> None:
+    """``--previews DIR`` writes each preview (and latest.jpg) as the engine works; the output is unchanged."""
+    base = ["generate", "a lighthouse", "--backend", "diffusers", "--model", tiny_sd_dir, "--device", "cpu"]
+    base += ["-W", "32", "-H", "32", "--steps", "4", "--seed", "5", "-q"]
+    folder = tmp_path / "previews"
+    result = cli(*base, "-o", str(tmp_path / "a.png"), "--previews", str(folder), "--preview-every", "2")
+    assert result.code == 0, result.err
+    assert sorted(os.listdir(folder)) == ["latest.jpg", "step-0002.jpg", "step-0004.jpg"]
+    assert _size(str(folder / "step-0002.jpg")) == (32, 32)
+    assert (folder / "latest.jpg").read_bytes() == (folder / "step-0004.jpg").read_bytes()
+    plain = cli(*base, "-o", str(tmp_path / "b.png"))
+    assert plain.code == 0 and _pixels(str(tmp_path / "a.png")) == _pixels(str(tmp_path / "b.png"))
+    lonely = cli(*base, "-o", str(tmp_path / "c.png"), "--preview-every", "2")
+    assert lonely.code != 0 and "--preview-every needs --previews" in lonely.err

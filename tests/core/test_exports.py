@@ -20,6 +20,7 @@ SEED_EXPORTS = {
 OUR_ADDITIONS = {
     "AsyncVisionManager",
     "GeneratedAsset",
+    "PreviewEvent",
     "ProgressEvent",
     "make_media_ref",
     "AbstractVisionError",

@@ -9,7 +9,6 @@ engine parameters from both.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fake_workers import api_node_with_workers
 
 from conftest import RedisServer
 from fakes import FakeBackend, VideoRuleBackend
@@ -78,44 +78,9 @@ def _outcome(c: httpx.Client, path: str, body: dict[str, Any]) -> tuple[int, Any
 
 @pytest.fixture
 def distributed(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[str, dict[str, FakeBackend]]]:
-    from abstractvision import LocalAssetStore
-    from abstractvision.config import BackendSettings
-    from abstractvision.distributed.worker import Worker, _Model
-    from abstractvision.served_models import ServedModel
-    from abstractvision.server import create_app, serve_in_thread
-
-    prefix = f"t{time.monotonic_ns()}"
-    store = LocalAssetStore(tmp_path / "store")
     backends = _backends()
-    served = [ServedModel(n, BackendSettings(backend="fake"), registry_id=REGISTRY.get(n)) for n in backends]
-    worker = Worker(served, broker_url=redis_server.url, store=store, prefix=prefix, heartbeat_s=60)
-    managers = _managers(backends)
-    worker.models = {m.name: _Model(m, managers[m.name]) for m in served}
-    for model in worker.models.values():
-        model.loaded = True
-    worker.jobs.heartbeat(worker.worker_id, worker.announcement())  # what API nodes validate with
-    stop = threading.Event()
-
-    def take_jobs() -> None:  # Celery's part: hand each queued job to the worker
-        done: set[str] = set()
-        client = redis_server.client()
-        while not stop.is_set():
-            for raw in client.zrange(f"{prefix}:jobs", 0, -1):
-                job_id = raw.decode()
-                if job_id not in done:
-                    done.add(job_id)
-                    worker.run_job(job_id)
-            time.sleep(0.01)
-
-    thread = threading.Thread(target=take_jobs, daemon=True)
-    thread.start()
-    app = create_app(broker=redis_server.url, store=store, distributed={"prefix": prefix, "sweep_s": 60})
-    try:
-        with serve_in_thread(app) as server:
-            yield server.url, backends
-    finally:
-        stop.set()
-        thread.join(10)
+    with api_node_with_workers(redis_server, tmp_path, backends, REGISTRY) as url:
+        yield url, backends
 
 
 def test_every_body_gets_the_same_answer_in_both_modes(distributed: Any) -> None:

@@ -52,10 +52,10 @@ JSON_CASES = [
     (
         "POST",
         "/v1/images/generations",
-        {"json": {"prompt": "x", "stream": True}},
+        {"json": {"prompt": "x", "stream": True, "n": 2}},
         400,
-        "stream",
-        "not supported",
+        "n",
+        "one image",
     ),
     ("POST", "/v1/images/generations", {"json": {"prompt": "x", "steps": -1}}, 400, "steps", "minimum"),
     ("POST", "/v1/images/generations", {"json": {"prompt": "x", "width": 4097}}, 400, "width", "maximum"),

@@ -217,3 +217,41 @@ def test_a_wan_video_from_seconds_alone(plain_sdk):
     with pytest.raises(openai.BadRequestError) as info:  # 4k+1 is checked at submission
         plain_sdk.videos.create(model="tiny-wan", prompt="x", size="20x16")  # type: ignore[arg-type]
     assert info.value.body["param"] == "width"
+
+
+# -- live previews: OpenAI's image streaming (docs/previews.md) -------------------------------------
+
+
+def test_stream_partial_images_with_the_openai_sdk(plain_sdk):
+    from openai.types import ImageGenCompletedEvent, ImageGenPartialImageEvent
+
+    stream = plain_sdk.images.generate(
+        model="tiny-sd", prompt="a lighthouse", size="64x64", quality="low", stream=True, partial_images=2
+    )
+    events = list(stream)
+    assert [type(e) for e in events] == [
+        ImageGenPartialImageEvent,
+        ImageGenPartialImageEvent,
+        ImageGenCompletedEvent,
+    ]
+    assert [e.partial_image_index for e in events[:2]] == [0, 1]
+    assert image_size(base64.b64decode(events[0].b64_json)) == (64, 64)
+    done = events[-1]
+    assert done.quality == "low" and done.output_format == "png" and done.size == "64x64"
+    assert image_size(base64.b64decode(done.b64_json)) == (64, 64)
+
+
+def test_stream_an_edit_with_the_openai_sdk(plain_sdk):
+    from openai.types import ImageEditCompletedEvent, ImageEditPartialImageEvent
+
+    events = list(
+        plain_sdk.images.edit(
+            model="tiny-sd",
+            image=("src.png", png(64, 64, (200, 100, 50)), "image/png"),
+            prompt="a blue square",
+            stream=True,
+            partial_images=1,
+            extra_body={"steps": 4, "strength": 0.8},
+        )
+    )
+    assert [type(e) for e in events] == [ImageEditPartialImageEvent, ImageEditCompletedEvent]

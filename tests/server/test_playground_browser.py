@@ -151,3 +151,37 @@ def test_playground_on_the_demo_models(browser, demo_server):
     page.screenshot(path=str(ARTIFACTS / "playground-demo.png"), full_page=True)
     assert not errors, errors
     page.close()
+
+
+def test_playground_shows_a_live_preview_before_the_result(browser, tiny_server):
+    """With "Live previews" on (the default), a preview image appears while the engine works,
+    before the final image; the page records when each first shows up."""
+    errors: list[str] = []
+    page = open_playground(browser, tiny_server, errors)
+    page.evaluate(
+        """() => {
+          window.seen = [];
+          const start = performance.now();
+          const note = (kind) => {
+            if (!window.seen.some((entry) => entry[0] === kind)) window.seen.push([kind, performance.now() - start]);
+          };
+          new MutationObserver(() => {
+            const preview = document.getElementById("preview-image");
+            if (preview.src.startsWith("data:image/jpeg;base64,")) note("preview");
+            if (document.querySelector("#results img")) note("result");
+          }).observe(document.body, { subtree: true, childList: true, attributes: true, attributeFilter: ["src"] });
+        }"""
+    )
+    assert page.is_checked("#live-previews")
+    page.fill("#prompt", "a lighthouse forming")
+    page.fill("#steps", "30")
+    page.fill("#seed", "7")
+    page.click("#generate")
+    page.wait_for_selector("#results img", timeout=120_000)
+    seen = page.evaluate("window.seen")
+    assert [kind for kind, _ in seen] == ["preview", "result"], seen
+    assert seen[0][1] < seen[1][1]
+    assert "latent_rgb" in page.inner_text("#preview-caption")
+    expect(page.locator("#preview")).to_be_hidden()  # the result replaced it
+    assert not errors, errors
+    page.close()

@@ -164,8 +164,13 @@ def run_pipeline(
     cancel: Any,
     per_output: int = 1,
     output_count_arg: str = "num_images_per_prompt",
+    previewer: Optional[Callable[[int, Optional[int], Any], None]] = None,
 ) -> CallOutcome:
-    """Run the pipeline once with CPU generators, progress and cancellation; map native errors."""
+    """Run the pipeline once with CPU generators, progress and cancellation; map native errors.
+
+    ``previewer(step, total, latents)`` sees the latents after each step (live previews,
+    :mod:`._diffusers_previews`); it is only passed when the request asked for previews.
+    """
     torch = import_torch()
     pipe, task = call.pipe, call.task
     kwargs = dict(call.kwargs)
@@ -196,20 +201,28 @@ def run_pipeline(
     if call.accepts("callback_on_step_end"):
 
         def on_step_end(p: Any, i: int, _t: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
-            report(i + 1, _total_steps(p, fallback))
+            total = _total_steps(p, fallback)
+            report(i + 1, total)
             if cancel is not None and cancel.is_set():
                 p._interrupt = True
                 state["cancelled"] = True
+            elif previewer is not None:
+                previewer(i + 1, total, callback_kwargs.get("latents"))
             return callback_kwargs
 
         kwargs["callback_on_step_end"] = on_step_end
+        if previewer is not None and "latents" in getattr(pipe, "_callback_tensor_inputs", ()):
+            kwargs["callback_on_step_end_tensor_inputs"] = ["latents"]
     elif call.accepts("callback"):
 
-        def legacy(i: int, _t: Any, _latents: Any) -> None:
-            report(i + 1, _total_steps(pipe, fallback))
+        def legacy(i: int, _t: Any, latents: Any) -> None:
+            total = _total_steps(pipe, fallback)
+            report(i + 1, total)
             if cancel is not None and cancel.is_set():
                 state["cancelled"] = True
                 raise _Cancelled
+            if previewer is not None:
+                previewer(i + 1, total, latents)
 
         kwargs["callback"] = legacy
         kwargs["callback_steps"] = 1

@@ -49,6 +49,7 @@ def run_images(
 ) -> list[GeneratedAsset]:
     from ._diffusers_call import PipelineCall, decode_image, new_seed, png_bytes, run_pipeline
     from ._diffusers_models import apply_loras, derive_pipeline, prepare_for_call
+    from ._diffusers_previews import make_previewer
 
     planned = tuple(new_seed() if s is None else int(s) for s in seeds)
     backend._check_cancel(request, task)
@@ -117,7 +118,11 @@ def run_images(
             # Kontext scales its output to max_area (1024^2 by default): ask for exactly width x height
             call.set("max_area", width * height)
         outcome = run_pipeline(
-            call, output_type="pil", on_progress=request.on_progress, cancel=request.cancel
+            call,
+            output_type="pil",
+            on_progress=request.on_progress,
+            cancel=request.cancel,
+            previewer=make_previewer(backend, pipe, task, request, call),
         )
         images = list(outcome.output.images)
     if len(images) != len(planned):
@@ -237,6 +242,7 @@ def _size_report(
 def run_upscale(backend: Any, request: ImageUpscaleRequest, model_id: str) -> GeneratedAsset:
     from ._diffusers_call import PipelineCall, decode_image, new_seed, png_bytes, run_pipeline
     from ._diffusers_models import prepare_for_call
+    from ._diffusers_previews import make_previewer
 
     task = "image_upscale"
     seed = new_seed() if request.seed is None else int(request.seed)
@@ -263,7 +269,11 @@ def run_upscale(backend: Any, request: ImageUpscaleRequest, model_id: str) -> Ge
         call.set("num_inference_steps", request.steps, public="steps")
         call.set("guidance_scale", request.guidance_scale, public="guidance_scale")
         outcome = run_pipeline(
-            call, output_type="pil", on_progress=request.on_progress, cancel=request.cancel
+            call,
+            output_type="pil",
+            on_progress=request.on_progress,
+            cancel=request.cancel,
+            previewer=make_previewer(backend, pipe, task, request, call),
         )
         out = outcome.output.images[0]
     started = time.perf_counter()
@@ -292,6 +302,7 @@ def run_video(
 ) -> GeneratedAsset:
     from ._diffusers_call import PipelineCall, decode_image, new_seed, run_pipeline
     from ._diffusers_models import apply_loras, derive_pipeline, prepare_for_call
+    from ._diffusers_previews import make_previewer
     from ._video_encode import encode_mp4
 
     seed = new_seed() if request.seed is None else int(request.seed)
@@ -335,6 +346,7 @@ def run_video(
             on_progress=request.on_progress,
             cancel=request.cancel,
             output_count_arg="num_videos_per_prompt",
+            previewer=make_previewer(backend, pipe, task, request, call),
         )
         frames = outcome.output.frames[0]
     fps = request.fps or backend.config.video_fps or default_fps(type(pipe).__name__)

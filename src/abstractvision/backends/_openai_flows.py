@@ -52,6 +52,7 @@ from ._openai_protocol import (
     parse_retry_after,
     send,
 )
+from ._openai_stream import ImageStream
 
 ImageRequest = Union[ImageGenerationRequest, ImageEditRequest]
 
@@ -127,7 +128,14 @@ def _materialize(
 
 
 def _post(
-    ctx: Context, path: str, prepared: payloads.Prepared, *, deadline: Deadline, what: str, cancel: Any
+    ctx: Context,
+    path: str,
+    prepared: payloads.Prepared,
+    *,
+    deadline: Deadline,
+    what: str,
+    cancel: Any,
+    on_chunk: Optional[Callable[[bytes], None]] = None,
 ) -> Flow[Reply]:
     return (
         yield from send(
@@ -139,6 +147,7 @@ def _post(
             content=prepared.content,
             content_type=prepared.content_type,
             cancel=cancel,
+            on_chunk=on_chunk,
         )
     )
 
@@ -266,9 +275,21 @@ def _images_once(
         )
     _emit(request, task, "in_progress", message="waiting for the provider", raw={"n": prepared.n})
     started = time.monotonic()
-    reply = yield from _post(ctx, path, prepared, deadline=deadline, what=what, cancel=request.cancel)
+    stream = ImageStream(request.on_preview, task) if prepared.stream else None
+    reply = yield from _post(
+        ctx,
+        path,
+        prepared,
+        deadline=deadline,
+        what=what,
+        cancel=request.cancel,
+        on_chunk=stream.feed if stream is not None else None,
+    )
     inference_s = round(time.monotonic() - started, 6)
-    doc = parse_json(reply, what=what, secrets=ctx.wire.secrets)
+    if stream is not None and reply.headers.get("content-type", "").startswith("text/event-stream"):
+        doc: Any = stream.document(what)
+    else:
+        doc = parse_json(reply, what=what, secrets=ctx.wire.secrets)
     info = None
     if sdapi_routes:
         items, info = sdapi.media_items(doc, reply, n=prepared.n, what=what)

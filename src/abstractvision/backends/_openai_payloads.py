@@ -30,6 +30,7 @@ from ..types import (
 )
 from ._openai_profiles import GENERIC, OPENAI_IMAGE_FIELDS, Profile
 from ._openai_protocol import encode_multipart
+from ._openai_stream import partial_images_for
 
 __all__ = ["OPENAI_IMAGE_FIELDS"]  # re-exported: the list of OpenAI image fields lives with the profiles
 
@@ -131,6 +132,7 @@ class Prepared:
     ignored: dict[str, str] = field(default_factory=dict)
     effective: dict[str, Any] = field(default_factory=dict)
     sent: dict[str, Any] = field(default_factory=dict)
+    stream: bool = False  # asked for streamed partial images (live previews)
 
 
 # -- building -----------------------------------------------------------------------------
@@ -346,7 +348,10 @@ def _image_body(
     ignored.update(not_sent)
     ignored.update(extra_ignored)
     effective = {"size": size} if size else {}
-    return body, Prepared(b"", "", n, seeds, ignored, effective, sent)
+    partials = partial_images_for(request, profile)
+    if partials is not None:  # live previews: OpenAI's streamed partial images
+        body.update(stream=True, partial_images=partials)
+    return body, Prepared(b"", "", n, seeds, ignored, effective, sent, stream=partials is not None)
 
 
 _GENERATION_PARAMS = ("negative_prompt", "steps", "guidance_scale", "width", "height")

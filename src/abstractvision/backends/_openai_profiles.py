@@ -104,6 +104,8 @@ class Profile:
         catalog: ``"openai"`` (``GET /models``) or ``"sdapi"`` (``GET /sdapi/v1/sd-models``).
         catalog_tasks: tasks of catalog entries that declare none (``None``: unknown).
         multi_image: edits may send several images (``image[]``).
+        stream_previews: the remote streams partial images (``stream: true`` +
+            ``partial_images``): live previews for requests with ``on_preview``.
     """
 
     name: str
@@ -122,6 +124,7 @@ class Profile:
     catalog: str = "openai"
     catalog_tasks: Optional[tuple[str, ...]] = None
     multi_image: bool = True
+    stream_previews: bool = False
 
     @property
     def sends_seed(self) -> bool:
@@ -143,6 +146,7 @@ OPENAI = Profile(
     params={},
     extra_keys=frozenset(),
     refuse_unsendable=True,
+    stream_previews=True,
 )
 SDCPP = Profile(
     name="sdcpp",

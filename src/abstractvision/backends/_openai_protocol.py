@@ -20,7 +20,7 @@ import random
 import re
 import secrets as _secrets
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, TypeVar, Union
 from urllib.parse import urljoin, urlsplit
@@ -64,6 +64,8 @@ class HttpRequest:
     read_timeout_s: float = 60.0
     max_bytes: int = 64 * 1024 * 1024
     deadline_at: Optional[float] = None  # time.monotonic() value; reading stops past it
+    #: sees each chunk of a ``text/event-stream`` body as it arrives (streamed partial images)
+    on_chunk: Optional[Callable[[bytes], None]] = field(default=None, repr=False, compare=False)
 
     def timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.read_timeout_s, connect=self.connect_timeout_s)
@@ -120,12 +122,16 @@ class BodyReader:
         declared = headers.get("content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > action.max_bytes:
             raise BodyTooLarge(action.max_bytes, int(declared))
+        streamed = headers.get("content-type", "").startswith("text/event-stream")
+        self.on_chunk = action.on_chunk if streamed else None
 
     def feed(self, chunk: bytes) -> None:
         self.size += len(chunk)
         if self.size > self.action.max_bytes:
             raise BodyTooLarge(self.action.max_bytes)
         self.chunks.append(chunk)
+        if self.on_chunk is not None:
+            self.on_chunk(chunk)
         if self.action.deadline_at is not None and time.monotonic() > self.action.deadline_at:
             raise httpx.ReadTimeout(
                 "the overall deadline passed while reading the body", request=self.request
@@ -413,8 +419,11 @@ def send(
     redirects_ok: bool = False,
     cancel: Optional[CancelToken] = None,
     max_retries: Optional[int] = None,
+    on_chunk: Optional[Callable[[bytes], None]] = None,
 ) -> Flow[Reply]:
-    """Send with retries; return the 2xx reply (or a 3xx one when ``redirects_ok``)."""
+    """Send with retries; return the 2xx reply (or a 3xx one when ``redirects_ok``).
+
+    ``on_chunk`` sees a ``text/event-stream`` body chunk by chunk while it arrives."""
     policy = wire.retry if max_retries is None else dataclasses.replace(wire.retry, max_retries=max_retries)
     headers = {**wire.headers, **(wire.auth_headers if auth else {})}
     if content_type is not None:
@@ -433,6 +442,7 @@ def send(
             read_timeout_s=max(0.001, min(wire.timeout_s, remaining)),
             max_bytes=wire.max_bytes,
             deadline_at=deadline.at,
+            on_chunk=on_chunk,
         )
         retry_after: Optional[float] = None
         cause: Optional[BaseException] = None

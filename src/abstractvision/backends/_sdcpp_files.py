@@ -13,11 +13,11 @@ import json
 import os
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO, Optional
+from typing import Any, BinaryIO, Optional
 
-from ..errors import ModelLoadError
+from ..errors import InvalidRequestError, ModelLoadError
 
-__all__ = ["ModelFileInfo", "check_model_file", "read_tensor_names"]
+__all__ = ["ModelFileInfo", "check_config", "check_model_file", "check_multiple", "read_tensor_names"]
 
 #: safetensors headers larger than this are not plausible (real ones are well below 10 MB)
 _MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
@@ -26,6 +26,7 @@ _PICKLE_PROTOCOLS = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 _GGUF_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 # ggml tensor types whose byte size is simple: type -> bytes per element
 _GGML_PLAIN_SIZES = {0: 4, 1: 2, 24: 1, 25: 2, 26: 4, 27: 8, 28: 8, 30: 2}
+_TEXT_ENCODERS = ("clip_l", "clip_g", "t5xxl", "llm")
 
 
 @dataclass(frozen=True)
@@ -213,4 +214,51 @@ def _check_gguf(fh: BinaryIO, size: int, names: Optional[list[str]] = None) -> N
     if data_start > size or (ends and data_start + max(ends) > size):
         raise _Bad(
             f"the GGUF tensor table needs {data_start + max(ends or [0])} bytes but the file has {size}"
+        )
+
+
+# -- the configuration ----------------------------------------------------------------------
+
+
+def check_config(cfg: Any) -> None:
+    """Refuse a StableDiffusionCppBackendConfig the engine cannot run (before any file is read)."""
+    if not (cfg.model or cfg.diffusion_model or cfg.upscaler):
+        raise InvalidRequestError(
+            "StableDiffusionCppBackendConfig needs a model: set 'model' (a single-file checkpoint) or "
+            "'diffusion_model' with its components (or only 'upscaler' for an upscale-only backend)."
+        )
+    if cfg.diffusion_model and not cfg.model and cfg.check_components:
+        missing = []
+        if not (cfg.vae or cfg.taesd):
+            missing.append("a VAE ('vae' or 'taesd')")
+        if not any(getattr(cfg, name) for name in _TEXT_ENCODERS):
+            missing.append("a text encoder ('clip_l', 'clip_g', 't5xxl' or 'llm')")
+        if missing:
+            raise ModelLoadError(
+                f"A standalone diffusion_model needs {' and '.join(missing)}; stable-diffusion.cpp crashes without it. "
+                "Add the component files (or set check_components=False if your model really has none)."
+            )
+    for name in ("width", "height", "steps", "upscale_tile_size"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InvalidRequestError(f"{name} must be a positive integer, got {value!r}.", param=name)
+    for name in ("width", "height"):
+        check_multiple(getattr(cfg, name), name)
+    if cfg.preview_method not in ("auto", "proj", "tae", "vae"):
+        raise InvalidRequestError(
+            f"preview_method must be auto, proj, tae or vae, got {cfg.preview_method!r}.",
+            param="preview_method",
+        )
+    for name in ("timeout_s", "hang_timeout_s"):
+        value = getattr(cfg, name)
+        if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+            raise InvalidRequestError(f"{name} must be a positive number of seconds or None.", param=name)
+
+
+def check_multiple(value: int, name: str) -> None:
+    if value % 8:
+        raise InvalidRequestError(
+            f"{name}={value} is not a multiple of 8; stable-diffusion.cpp would silently change it. "
+            f"Use {value - value % 8 or 8} or {value + 8 - value % 8}.",
+            param=name,
         )

@@ -41,7 +41,7 @@ from ..errors import (
     ModelLoadError,
     OutOfMemoryError,
 )
-from ..types import CancelToken, ProgressEvent
+from ..types import CancelToken, PreviewEvent, ProgressEvent
 from ._sdcpp_worker import Engine, EngineError, read_message, write_message
 
 __all__ = ["InProcessEngine", "WorkerProcess", "error_from_reply"]
@@ -380,3 +380,37 @@ def progress_event(task: str, message: dict[str, Any]) -> ProgressEvent:
         )
     progress = min(1.0, step / steps) if step is not None and steps else None
     return ProgressEvent(task=task, phase=phase, progress=progress, message=message.get("message"), raw=raw)
+
+
+_PREVIEW_DECODERS = {"proj": "latent_rgb", "tae": "tiny_autoencoder", "vae": "vae"}
+
+
+def _preview_method(config: Any) -> str:
+    method = str(getattr(config, "preview_method", "auto") or "auto")
+    if method == "auto":
+        return "tae" if getattr(config, "taesd", None) else "proj"
+    return method
+
+
+def preview_job(config: Any, on_preview: Any, steps: int) -> Optional[dict[str, Any]]:
+    """The ``preview`` part of a generate request: the engine's method and the steps to show."""
+    from .._relays import wants_preview
+
+    if on_preview is None:
+        return None
+    wanted = [s for s in range(1, int(steps) + 1) if wants_preview(on_preview, s, int(steps))]
+    return {"method": _preview_method(config), "steps": wanted, "total": int(steps)} if wanted else None
+
+
+def preview_event(task: str, message: dict[str, Any], config: Any) -> PreviewEvent:
+    """A :class:`PreviewEvent` from a worker's ``preview`` message."""
+    return PreviewEvent(
+        task=task,
+        image=message["jpeg"],
+        width=int(message.get("width") or 0),
+        height=int(message.get("height") or 0),
+        step=message.get("step"),
+        total_steps=message.get("total"),
+        index=int(message.get("image") or 0),
+        decoder=_PREVIEW_DECODERS.get(_preview_method(config), "engine"),
+    )

@@ -138,6 +138,12 @@ class Engine:
         self._image = 0
         self._images = 1
         self._last_step = -1
+        #: the steps of the current request that want a preview (empty: none)
+        self._preview_steps: frozenset[int] = frozenset()
+        self._preview_cb: Any = None
+        self._preview_total: Optional[int] = None
+        self._preview_image = 0
+        self._preview_last = 0
         self._step_seen = 0
         #: LoRA path -> (tensors applied, tensors in the file), as the engine logged them
         self.lora_stats: dict[str, tuple[int, int]] = {}
@@ -186,14 +192,52 @@ class Engine:
         if action and where == f"step={self._step_seen}":
             _trigger(action)
 
+    def _on_preview(self, step: int, count: int, frames: Any) -> None:
+        """The engine's preview of a step (``proj``: its latent-to-RGB projection, ``tae``: TAESD)."""
+        if step <= self._preview_last:  # the next image of a batch started
+            self._preview_image += 1
+        self._preview_last = step
+        if step not in self._preview_steps or self.sd is None or count < 1:
+            return
+        from .._relays import encode_preview
+
+        images = self.sd._sd_image_t_p_to_images(frames, count, 1)
+        data, width, height = encode_preview(images[len(images) // 2])
+        image = min(self._preview_image, self._images - 1)
+        self.emit(
+            {
+                "type": "preview",
+                "step": int(step),
+                "total": self._preview_total,
+                "image": image,
+                "jpeg": data,
+                "width": width,
+                "height": height,
+            }
+        )
+
     def _install_callbacks(self, sd_cpp: Any) -> None:
         log_cb = sd_cpp.sd_log_callback(self._on_log)
         progress_cb = sd_cpp.sd_progress_callback(
             lambda step, steps, t, _d: self._on_progress(step, steps, t)
         )
+        preview_cb = sd_cpp.sd_preview_callback(
+            lambda step, count, frames, _noisy, _d: self._on_preview(step, count, frames)
+        )
         sd_cpp.sd_set_log_callback(log_cb, None)
         sd_cpp.sd_set_progress_callback(progress_cb, None)
-        _INSTALLED_CALLBACKS[:] = [log_cb, progress_cb]
+        self._preview_cb = preview_cb
+        _INSTALLED_CALLBACKS[:] = [log_cb, progress_cb, preview_cb]
+
+    def _set_previews(self, preview: Optional[dict[str, Any]]) -> None:
+        """Switch the engine's previews on for ``preview["steps"]`` with ``preview["method"]``, or off."""
+        import stable_diffusion_cpp as sd_cpp
+        from stable_diffusion_cpp.stable_diffusion import PREVIEW_MAP
+
+        self._preview_steps = frozenset(preview["steps"]) if preview else frozenset()
+        self._preview_total = preview.get("total") if preview else None
+        mode = PREVIEW_MAP[preview["method"]] if preview and self._preview_steps else PREVIEW_MAP["none"]
+        sd_cpp.sd_set_preview_callback(self._preview_cb, int(mode), 1, True, False, None)
 
     # -- load -------------------------------------------------------------------------
 
@@ -288,9 +332,11 @@ class Engine:
             params["ref_images"] = [Image.open(io.BytesIO(b)).convert("RGB") for b in request["ref_images"]]
         images: list[tuple[int, Any]] = []
         inference = 0.0
+        self._set_previews(request.get("preview"))
         for start, count in _consecutive_runs(seeds):
             # progress counts images over the whole request, across native batch calls
             self._phase, self._image, self._images, self._last_step = "step", len(images), len(seeds), -1
+            self._preview_image, self._preview_last = len(images), 0
             began = time.perf_counter()
             try:
                 # no progress_callback here: the binding would install a temporary ctypes

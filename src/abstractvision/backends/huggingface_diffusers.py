@@ -82,6 +82,12 @@ class HuggingFaceDiffusersBackendConfig:
             family's native rate, 16 for Wan).
         video_crf: x264 quality (lower is better; 18 is visually near-lossless).
         max_batch: most images per pipeline call (larger batches are split by the manager).
+        preview_decoder: how live previews (``on_preview``) are made: ``"auto"`` (a tiny
+            autoencoder when ``preview_vae`` is set or the family's is in the local Hugging
+            Face cache, else ``"latent_rgb"``), ``"tiny_autoencoder"``, ``"latent_rgb"`` (a
+            linear latent-to-RGB map fitted once from the model's VAE) or ``"vae"`` (the full
+            VAE at every preview: exact, slow). See docs/previews.md.
+        preview_vae: a TAESD-style ``AutoencoderTiny`` (folder or hub id) for previews.
     """
 
     model_id: str
@@ -104,9 +110,18 @@ class HuggingFaceDiffusersBackendConfig:
     video_fps: Optional[int] = None
     video_crf: int = 18
     max_batch: Optional[int] = None
+    preview_decoder: str = "auto"
+    preview_vae: Optional[str] = None
 
     def __post_init__(self) -> None:
+        from ._diffusers_previews import PREVIEW_DECODERS
         from ._diffusers_runtime import check_offload
+
+        if self.preview_decoder not in PREVIEW_DECODERS:
+            raise InvalidRequestError(
+                f"preview_decoder must be one of {', '.join(PREVIEW_DECODERS)}, got {self.preview_decoder!r}.",
+                param="preview_decoder",
+            )
 
         if not isinstance(self.model_id, str) or not self.model_id.strip():
             raise InvalidRequestError(

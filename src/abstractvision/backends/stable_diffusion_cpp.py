@@ -36,7 +36,6 @@ from typing import Any, Optional, Union
 from ..errors import (
     CapabilityNotSupportedError,
     InvalidRequestError,
-    ModelLoadError,
     OptionalDependencyMissingError,
 )
 from ..types import (
@@ -49,9 +48,9 @@ from ..types import (
     VideoGenerationRequest,
     VisionBackendCapabilities,
 )
-from ._sdcpp_files import ModelFileInfo, check_model_file
+from ._sdcpp_files import ModelFileInfo, check_config, check_model_file, check_multiple
 from ._sdcpp_loras import check_applied, lora_tags
-from ._sdcpp_process import InProcessEngine, WorkerProcess, logger, progress_event
+from ._sdcpp_process import InProcessEngine, WorkerProcess, logger, preview_event, preview_job, progress_event
 from .base_backend import VisionBackend, honour_all
 
 __all__ = ["StableDiffusionCppBackendConfig", "StableDiffusionCppVisionBackend"]
@@ -71,7 +70,6 @@ _FILE_ARGS = {
     "llm": "llm_path",
     "upscaler": "upscaler_path",
 }
-_TEXT_ENCODERS = ("clip_l", "clip_g", "t5xxl", "llm")
 #: ``extra`` keys passed to ``StableDiffusion.generate_image`` unchanged
 _EXTRA_KEYS = frozenset(
     {
@@ -133,6 +131,10 @@ class StableDiffusionCppBackendConfig:
 
     ``model_id`` labels the model in metadata (default: the model file's name);
     ``verbose`` logs the engine's info lines at INFO instead of DEBUG.
+
+    Live previews (``on_preview``) come from the engine's own preview callback:
+    ``preview_method`` ``"auto"`` (``"tae"`` with a ``taesd``, else ``"proj"``: sd.cpp's
+    latent-to-RGB projection), ``"proj"``, ``"tae"`` or ``"vae"`` (the full VAE, slow).
     """
 
     model: Optional[PathLike] = None
@@ -169,6 +171,7 @@ class StableDiffusionCppBackendConfig:
     model_id: Optional[str] = None
     verbose: bool = False
     engine_options: dict[str, Any] = field(default_factory=dict)
+    preview_method: str = "auto"
 
 
 _NO_VIDEO = (
@@ -176,44 +179,6 @@ _NO_VIDEO = (
     "the full 1.3B/14B sizes with the 5.7B-parameter UMT5-XXL encoder, so it cannot be tested here. "
     "Run Wan with HuggingFaceDiffusersVisionBackend (for example Wan-AI/Wan2.1-T2V-1.3B-Diffusers)."
 )
-
-
-def _check_config(cfg: StableDiffusionCppBackendConfig) -> None:
-    if not (cfg.model or cfg.diffusion_model or cfg.upscaler):
-        raise InvalidRequestError(
-            "StableDiffusionCppBackendConfig needs a model: set 'model' (a single-file checkpoint) or "
-            "'diffusion_model' with its components (or only 'upscaler' for an upscale-only backend)."
-        )
-    if cfg.diffusion_model and not cfg.model and cfg.check_components:
-        missing = []
-        if not (cfg.vae or cfg.taesd):
-            missing.append("a VAE ('vae' or 'taesd')")
-        if not any(getattr(cfg, name) for name in _TEXT_ENCODERS):
-            missing.append("a text encoder ('clip_l', 'clip_g', 't5xxl' or 'llm')")
-        if missing:
-            raise ModelLoadError(
-                f"A standalone diffusion_model needs {' and '.join(missing)}; stable-diffusion.cpp crashes without it. "
-                "Add the component files (or set check_components=False if your model really has none)."
-            )
-    for name in ("width", "height", "steps", "upscale_tile_size"):
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise InvalidRequestError(f"{name} must be a positive integer, got {value!r}.", param=name)
-    for name in ("width", "height"):
-        _check_multiple(getattr(cfg, name), name)
-    for name in ("timeout_s", "hang_timeout_s"):
-        value = getattr(cfg, name)
-        if value is not None and (not isinstance(value, (int, float)) or value <= 0):
-            raise InvalidRequestError(f"{name} must be a positive number of seconds or None.", param=name)
-
-
-def _check_multiple(value: int, name: str) -> None:
-    if value % 8:
-        raise InvalidRequestError(
-            f"{name}={value} is not a multiple of 8; stable-diffusion.cpp would silently change it. "
-            f"Use {value - value % 8 or 8} or {value + 8 - value % 8}.",
-            param=name,
-        )
 
 
 class StableDiffusionCppVisionBackend(VisionBackend):
@@ -245,7 +210,7 @@ class StableDiffusionCppVisionBackend(VisionBackend):
             raise OptionalDependencyMissingError(
                 "stable-diffusion-cpp-python", "sdcpp", purpose="the stable-diffusion.cpp backend"
             )
-        _check_config(config)
+        check_config(config)
         self.config = config
         self._lock = threading.RLock()
         self._engine: Optional[Union[WorkerProcess, InProcessEngine]] = None
@@ -402,10 +367,15 @@ class StableDiffusionCppVisionBackend(VisionBackend):
 
     def _relay(self, request: Any, task: Optional[str]) -> Any:
         callback = getattr(request, "on_progress", None)
+        on_preview = getattr(request, "on_preview", None)
         verbose = self.config.verbose
 
         def relay(message: dict[str, Any]) -> None:
             kind = message.get("type")
+            if kind == "preview":
+                if on_preview is not None and task is not None:
+                    on_preview(preview_event(task, message, self.config))
+                return
             if kind == "log":
                 level = message.get("level")
                 text = message.get("text")
@@ -505,8 +475,8 @@ class StableDiffusionCppVisionBackend(VisionBackend):
                 height = height or max(8, img_h - img_h % 8)
                 resized = (width, height) != (img_w, img_h)
         width, height = width or cfg.width, height or cfg.height
-        _check_multiple(width, "width")
-        _check_multiple(height, "height")
+        check_multiple(width, "width")
+        check_multiple(height, "height")
         params.update(width=width, height=height)
         guidance = request.guidance_scale if request.guidance_scale is not None else cfg.guidance_scale
         if guidance is not None:
@@ -518,6 +488,7 @@ class StableDiffusionCppVisionBackend(VisionBackend):
         ignored = sorted(k for k in extra if k not in _EXTRA_KEYS)
         params.update({k: v for k, v in extra.items() if k in _EXTRA_KEYS})
         job["params"] = params
+        job["preview"] = preview_job(cfg, request.on_preview, params["sample_steps"])
         effective = {k: v for k, v in params.items() if k not in ("prompt", "negative_prompt")}
         effective["steps"] = effective.pop("sample_steps")
         if "cfg_scale" in effective:

@@ -342,6 +342,15 @@ def _output_parent() -> CliParser:
         "'parameters' text: prompt, steps, sampler, CFG scale, seed, size, model) or full "
         "(that plus the JSON provenance)",
     )
+    group.add_argument(
+        "--previews",
+        metavar="DIR",
+        help="write live previews to DIR while the engine works (STEP-NNNN.jpg per output, and "
+        "latest.jpg, replaced in place); see docs/previews.md",
+    )
+    group.add_argument(
+        "--preview-every", type=int, metavar="N", help="with --previews: a preview every N steps (default 1)"
+    )
     checks = parent.add_argument_group("checks")
     checks.add_argument(
         "--skip-registry-check",

@@ -56,6 +56,49 @@ def file_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
     return out
 
 
+class PreviewWriter:
+    """``on_preview`` for ``--previews DIR``: each preview as a file, and ``latest.jpg``, written atomically."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.written = 0
+
+    def __call__(self, event: Any) -> None:
+        import os
+
+        from .._fileio import atomic_write_bytes, extension_for_mime
+
+        ext = extension_for_mime(event.mime_type)
+        prefix = f"{event.index}-" if event.index else ""
+        name = (
+            f"{prefix}step-{event.step:04d}{ext}"
+            if event.step is not None
+            else f"{prefix}preview-{self.written:04d}{ext}"
+        )
+        atomic_write_bytes(os.path.join(self.folder, name), event.image)
+        atomic_write_bytes(os.path.join(self.folder, f"latest{ext}"), event.image)
+        self.written += 1
+
+
+def preview_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``on_preview`` (a :class:`PreviewWriter`) and ``preview_every`` from ``--previews DIR``."""
+    folder = getattr(args, "previews", None)
+    every = getattr(args, "preview_every", None)
+    if folder is None:
+        if every is not None:
+            raise InvalidRequestError("--preview-every needs --previews DIR.", param="preview_every")
+        return {}
+    import os
+
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise InvalidRequestError(f"--previews {folder!r} is a file; give a folder.", param="previews")
+    os.makedirs(folder, exist_ok=True)
+    out: dict[str, Any] = {"on_preview": PreviewWriter(folder)}
+    if every is not None:
+        out["preview_every"] = every
+    return out
+
+
 def _sampling(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     fields = {
         "negative_prompt": "negative_prompt",
@@ -211,7 +254,7 @@ def run_task(
 ) -> int:
     """Run one generation command end to end: settings, manager, progress, outputs, report."""
     check_output(args.output)
-    params = {**params, **file_options(args, method)}
+    params = {**params, **file_options(args, method), **preview_options(args)}
     settings = settings_from_args(args)
     count: Optional[int] = getattr(args, "count", None) if batchable else None
     started = time.perf_counter()

@@ -35,6 +35,7 @@ from ..server.jobs import new_job_id
 from ..server.openai_routes import served_model_entry
 from ..server.options import ServerOptions
 from ..server.params import CallSpec
+from ..server.previews import sse
 from ..server.state import BaseState, Engine
 from ..types import GeneratedAsset, VisionBackendCapabilities
 from .celery_app import DEFAULT_VISIBILITY_TIMEOUT_S, TASK_NAME, make_celery, queue_name
@@ -319,9 +320,11 @@ class DistributedState(BaseState):
             await self.jobs.request_cancel(job)
             await self.jobs.forget(job)
 
-    async def job_events(self, job: Any, after: int) -> AsyncIterator[str]:
-        """The job's events as server-sent events, from ``after`` on (ids: event numbers)."""
-        yield "retry: 2000\n\n"
+    async def iter_job_events(
+        self, job: Any, after: int = 0
+    ) -> AsyncIterator[Optional[tuple[int, str, dict[str, Any]]]]:
+        """The job's events ``(seq, name, data)`` from ``after`` to its terminal status (``None``:
+        15 quiet seconds)."""
         cursor, quiet_since = after, time.monotonic()
         while True:
             async with self._redis_errors():
@@ -333,14 +336,21 @@ class DistributedState(BaseState):
             if not events:
                 if time.monotonic() - quiet_since > 15:
                     quiet_since = time.monotonic()
-                    yield ": keepalive\n\n"
+                    yield None
                 continue
             quiet_since = time.monotonic()
-            for seq, name, data in events:
+            for seq, name, text in events:
                 cursor = seq
-                yield f"id: {seq}\nevent: {name}\ndata: {data}\n\n"
-                if name == "status" and json.loads(data).get("status") in TERMINAL:
+                data = json.loads(text)
+                yield seq, name, data
+                if name == "status" and data.get("status") in TERMINAL:
                     return
+
+    async def job_events(self, job: Any, after: int) -> AsyncIterator[str]:
+        """The job's events as server-sent events, from ``after`` on (ids: event numbers)."""
+        yield "retry: 2000\n\n"
+        async for item in self.iter_job_events(job, after):
+            yield ": keepalive\n\n" if item is None else sse(item[1], item[2], item[0])
 
     async def _more_events(self, job_id: str, cursor: int) -> bool:
         return bool(await self.jobs.read_events(job_id, cursor, block_ms=None))

@@ -9,6 +9,7 @@ key                            type             what
 ``{p}:job:{id}:events``        stream           its events; entry ids ``0-N`` are the SSE ids
 ``{p}:job:{id}:seq``           string           the last event number N
 ``{p}:job:{id}:cancel``        string           set when a cancel was requested (workers poll it)
+``{p}:job:{id}:previews``      list             event numbers of the previews still in the stream
 ``{p}:job:{id}:lease``         string (TTL)     the worker running it; expires if that worker dies
 ``{p}:jobs``                   sorted set       job ids by creation time (listing)
 ``{p}:queued:{model}``         set              jobs waiting for a worker of ``model`` (queue depth)
@@ -31,6 +32,7 @@ from typing import Any
 __all__ = [
     "CLAIM",
     "FINISH",
+    "PREVIEW",
     "PROGRESS",
     "PUBLISH",
     "RECORD_FIELDS",
@@ -110,8 +112,17 @@ class Keys:
     def workers(self) -> str:
         return f"{self.prefix}:workers"
 
+    def previews(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:previews"
+
     def job_keys(self, job_id: str) -> list[str]:
-        return [self.job(job_id), self.events(job_id), self.seq(job_id), self.cancel(job_id)]
+        return [
+            self.job(job_id),
+            self.events(job_id),
+            self.seq(job_id),
+            self.cancel(job_id),
+            self.previews(job_id),
+        ]
 
 
 # -- encoding -------------------------------------------------------------------------------
@@ -206,6 +217,24 @@ local n = redis.call('INCR', KEYS[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. n, 'name', 'progress', 'data', ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('EXPIRE', KEYS[3], ARGV[4])
+return n
+"""
+
+#: A live preview of a running job; older ones are deleted from the stream (only the latest
+#: ARGV[4] stay: previews are transient). KEYS: job, events, seq, previews (list of their
+#: event numbers); ARGV: data JSON, maxlen, ttl, kept -> the event number, 0 when the job is
+#: not running any more
+PREVIEW = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'in_progress' then return 0 end
+local n = redis.call('INCR', KEYS[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '0-' .. n, 'name', 'preview', 'data', ARGV[1])
+redis.call('RPUSH', KEYS[4], n)
+while redis.call('LLEN', KEYS[4]) > tonumber(ARGV[4]) do
+  redis.call('XDEL', KEYS[2], '0-' .. redis.call('LPOP', KEYS[4]))
+end
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[3])
+redis.call('EXPIRE', KEYS[4], ARGV[3])
 return n
 """
 

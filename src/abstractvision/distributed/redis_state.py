@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import InvalidRequestError
 from ..server.jobs import JobViews
+from ..server.previews import KEPT_PREVIEWS
 from . import keys as K
 
 __all__ = [
@@ -379,6 +380,7 @@ class WorkerJobs(_Base):
         self.client = client
         self._claim = client.register_script(K.CLAIM)
         self._progress = client.register_script(K.PROGRESS)
+        self._preview = client.register_script(K.PREVIEW)
         self._finish = client.register_script(K.FINISH)
 
     def get(self, job_id: str) -> Optional[JobRecord]:
@@ -409,6 +411,14 @@ class WorkerJobs(_Base):
                 MAX_EVENTS,
                 ACTIVE_TTL_S,
             ],
+        )
+
+    def preview(self, job_id: str, payload: dict[str, Any]) -> None:
+        """Publish a live preview (size-limited by the caller); it replaces the previous one."""
+        k = self.keys
+        self._preview(
+            keys=[k.job(job_id), k.events(job_id), k.seq(job_id), k.previews(job_id)],
+            args=[_event_json(payload), MAX_EVENTS, ACTIVE_TTL_S, KEPT_PREVIEWS],
         )
 
     def finish(self, record: JobRecord, status: str, **kwargs: Any) -> bool:

@@ -8,7 +8,8 @@ Celery queue per served model. A job runs through the same manager code as in on
 1. claim it in Redis (atomically; a job that finished, or that another live worker holds, is
    skipped: delivery is at least once, jobs are idempotent by id), with a lease renewed while
    it runs (if this process dies, the lease expires and an API node's sweep requeues the job);
-2. run the manager call with progress going to the job's event stream and a cancel token that
+2. run the manager call with progress (and, when the job asked for them, size-limited live
+   previews: only the latest is kept) going to the job's event stream and a cancel token that
    reads the job's cancel flag in Redis at every engine step;
 3. store the outputs in the shared store and finish the job with their refs (only the worker
    holding the job can finish it).
@@ -253,7 +254,8 @@ class Worker:
 
     def _execute(self, model: _Model, record: JobRecord) -> str:
         from ..server.errors import error_from_exception
-        from ..server.jobs import manager_call, store_results
+        from ..server.jobs import manager_call, store_results, wants_previews
+        from ..server.previews import preview_payload
 
         cancel = _Cancel(self.jobs, record.id)
         last_step: list[Optional[int]] = [None]
@@ -275,6 +277,8 @@ class Worker:
             self._make_room(model)
             model.last_used = time.monotonic()
             params = decode_params(record.spec.get("params"))
+            if wants_previews(params):  # the job asked for live previews: into its event stream
+                params["on_preview"] = lambda event: self.jobs.preview(record.id, preview_payload(event))
             method, extra = manager_call(record.task, int(record.spec.get("n") or 1))
             result = getattr(model.manager, method)(**params, **extra, on_progress=on_progress, cancel=cancel)
             assets = list(result) if isinstance(result, list) else [result]

@@ -16,6 +16,8 @@ const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 
 const $ = (id) => document.getElementById(id);
 const state = { models: [], job: null, abort: null, blobUrls: [], logCount: 0 };
+// the newest live preview, painted at most once per frame (a slow machine skips, never queues)
+const preview = { latest: null, scheduled: false };
 
 // -- HTTP ------------------------------------------------------------------------------
 
@@ -207,6 +209,7 @@ async function buildBody() {
     body[key] = await fileToDataUrl($("image").files[0]);
   }
   if (fields.has("mask") && $("mask").files[0]) body.mask = await fileToDataUrl($("mask").files[0]);
+  if ($("live-previews").checked) body.preview_every = 1;
   return body;
 }
 
@@ -216,6 +219,8 @@ async function generate(event) {
   state.logCount = 0;
   $("results").replaceChildren();
   $("progress").value = 0;
+  preview.latest = null;
+  $("preview").classList.add("hidden");
   let job;
   try {
     const body = await buildBody();
@@ -260,6 +265,22 @@ function onProgress(data) {
   setStatus(`in_progress · ${text}`);
 }
 
+function onPreview(data) {
+  preview.latest = data;
+  if (preview.scheduled) return;
+  preview.scheduled = true;
+  requestAnimationFrame(() => {
+    preview.scheduled = false;
+    const shown = preview.latest;
+    if (!shown || !state.job) return;
+    $("preview-image").src = `data:${shown.mime_type};base64,${shown.b64_json}`;
+    const frame = shown.frame != null ? ` · frame ${shown.frame}` : "";
+    const step = shown.step ? `step ${shown.step}/${shown.total_steps || "?"}` : "preview";
+    $("preview-caption").textContent = `${step}${frame} · ${shown.decoder}`;
+    $("preview").classList.remove("hidden");
+  });
+}
+
 // Server-sent events read with fetch (EventSource cannot send the Authorization header).
 async function follow(jobId) {
   state.abort = new AbortController();
@@ -285,6 +306,7 @@ async function follow(jobId) {
       if (!data) continue;
       const payload = JSON.parse(data);
       if (name === "progress") onProgress(payload);
+      if (name === "preview") onPreview(payload);
       if (name === "status") {
         onStatus(payload);
         if (TERMINAL.has(payload.status)) done = true;
@@ -314,6 +336,8 @@ async function finished(data) {
   }
   setStatus(`completed · ${data.results.length} result(s)`);
   $("progress").value = 1;
+  preview.latest = null;
+  $("preview").classList.add("hidden"); // the result replaces the live preview
   for (const [index, ref] of data.results.entries()) {
     const { href, type } = await blobUrl(ref.url);
     const seed = ref.metadata && ref.metadata.seed != null ? `seed ${ref.metadata.seed}` : `#${index + 1}`;

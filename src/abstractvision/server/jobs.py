@@ -30,11 +30,13 @@ from typing import Any, Optional
 
 from ..backends.base_backend import TASK_METHODS
 from ..errors import GenerationCancelledError, InvalidRequestError
-from ..types import GeneratedAsset, ProgressEvent
+from ..types import GeneratedAsset, PreviewEvent, ProgressEvent
 from .artifacts import ArtifactIndex
 from .errors import APIError, Redactor, error_from_exception
+from .job_store import JobStore
 from .options import ServerOptions
 from .params import CallSpec
+from .previews import KEPT_PREVIEWS, preview_payload, sse
 from .residency import Residency
 
 __all__ = [
@@ -53,7 +55,6 @@ JOB_STATES = ("queued", "in_progress", "completed", "failed", "cancelled")
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 _BATCH_TASKS = frozenset({"text_to_image", "image_to_image", "text_to_video", "image_to_video"})
 _MAX_EVENTS = 500
-_MAX_TOMBSTONES = 10_000
 
 
 def new_job_id() -> str:
@@ -203,6 +204,18 @@ class Job(JobViews):
         self.last_event = data
         self._publish("progress", data)
 
+    def on_preview(self, payload: dict[str, Any]) -> None:
+        """A live preview (:func:`~.previews.preview_payload`); only the latest few stay in the log."""
+        if self.terminal:
+            return
+        previews = [seq for seq, name, _ in self.events if name == "preview"]
+        if len(previews) >= KEPT_PREVIEWS:
+            dropped = set(previews[: len(previews) - KEPT_PREVIEWS + 1])
+            self.events = collections.deque(
+                (e for e in self.events if e[0] not in dropped), maxlen=_MAX_EVENTS
+            )
+        self._publish("preview", payload)
+
     def finish(
         self,
         status: str,
@@ -233,59 +246,6 @@ class Job(JobViews):
 
 def _int_or_none(value: Optional[float]) -> Optional[int]:
     return None if value is None else int(value)
-
-
-class JobStore:
-    """All jobs of the server by id; finished jobs expire after ``ttl_s`` (then 410, not 404)."""
-
-    def __init__(self, opts: ServerOptions) -> None:
-        self.opts = opts
-        self.jobs: dict[str, Job] = {}
-        self.tombstones: collections.OrderedDict[str, float] = collections.OrderedDict()
-
-    def add(self, job: Job) -> None:
-        self.jobs[job.id] = job
-        self.sweep()
-
-    def get(self, job_id: str, *, kind: Optional[str] = None) -> Job:
-        self.sweep()
-        noun = "video" if kind == "video" else "job"
-        job = self.jobs.get(job_id)
-        if job is not None and (kind is None or job.kind == kind):
-            return job
-        if job_id in self.tombstones:
-            raise APIError(
-                410,
-                f"The {noun} {job_id!r} finished and expired (kept {self.opts.job_ttl_s:g} s).",
-                code=f"{noun}_expired",
-            )
-        raise APIError(404, f"No {noun} with id {job_id[:80]!r}.", code=f"{noun}_not_found")
-
-    def remove(self, job_id: str) -> None:
-        if self.jobs.pop(job_id, None) is not None:
-            self._bury(job_id)
-
-    def list(self, *, kind: Optional[str] = None) -> list[Job]:
-        self.sweep()
-        return [j for j in self.jobs.values() if kind is None or j.kind == kind]
-
-    def sweep(self, now: Optional[float] = None) -> None:
-        now = time.time() if now is None else now
-        finished = [j for j in self.jobs.values() if j.terminal]
-        for job in finished:
-            if job.expires_at is not None and job.expires_at <= now:
-                self.remove(job.id)
-        excess = len(self.jobs) - self.opts.max_jobs
-        if excess > 0:
-            for job in sorted((j for j in self.jobs.values() if j.terminal), key=lambda j: j.created_at)[
-                :excess
-            ]:
-                self.remove(job.id)
-
-    def _bury(self, job_id: str) -> None:
-        self.tombstones[job_id] = time.time()
-        while len(self.tombstones) > _MAX_TOMBSTONES:
-            self.tombstones.popitem(last=False)
 
 
 class _GroupCancel:
@@ -515,6 +475,14 @@ class JobRunner:
         spec = jobs[0].spec
         kwargs = dict(spec.params)
         kwargs["on_progress"] = on_progress
+        if wants_previews(spec.params):
+
+            def on_preview(event: PreviewEvent) -> None:  # sized in the engine thread, off the loop
+                payload = preview_payload(event)
+                for job in jobs:
+                    loop.call_soon_threadsafe(job.on_preview, payload)
+
+            kwargs["on_preview"] = on_preview
         kwargs["cancel"] = jobs[0].cancel if len(jobs) == 1 else _GroupCancel(jobs)
         if self.residency is not None:
             async with self.residency.hold(self.name, deliver, spec.task):
@@ -558,28 +526,39 @@ def _plan(spec: CallSpec) -> list[int]:
     return [int(seed) + i for i in range(spec.n)]
 
 
-def _format_sse(seq: int, name: str, data: dict[str, Any]) -> str:
-    return f"id: {seq}\nevent: {name}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n"
+def wants_previews(params: dict[str, Any]) -> bool:
+    """Whether a job asked for live previews (``preview_every`` or ``partial_images`` > 0)."""
+    return params.get("preview_every") is not None or bool(params.get("partial_images"))
 
 
-async def sse_events(job: Job, *, after: int = 0, keepalive_s: float = 15.0) -> AsyncIterator[str]:
-    """The job's events as server-sent events, from ``after`` (``Last-Event-ID``) to the end.
-
-    Events: ``status`` (``{"id", "status", "progress"}``, plus ``results`` and ``error`` once
-    finished) and ``progress`` (a :class:`~abstractvision.ProgressEvent` as a dict). The
-    stream closes after the terminal ``status`` event.
-    """
-    yield "retry: 2000\n\n"
+async def iter_events(
+    job: Job, *, after: int = 0, keepalive_s: float = 15.0
+) -> AsyncIterator[Optional[tuple[int, str, dict[str, Any]]]]:
+    """The job's events ``(seq, name, data)`` from ``after`` to the terminal ``status`` (``None``:
+    nothing for ``keepalive_s``)."""
     cursor = after
     while True:
         changed = job.changed
         for seq, name, data in list(job.events):
             if seq > cursor:
-                yield _format_sse(seq, name, data)
+                yield seq, name, data
                 cursor = seq
         if job.terminal:
             return
         try:
             await asyncio.wait_for(changed.wait(), keepalive_s)
         except asyncio.TimeoutError:
-            yield ": keepalive\n\n"
+            yield None
+
+
+async def sse_events(job: Job, *, after: int = 0, keepalive_s: float = 15.0) -> AsyncIterator[str]:
+    """The job's events as server-sent events, from ``after`` (``Last-Event-ID``) to the end.
+
+    Events: ``status`` (``{"id", "status", "progress"}``, plus ``results`` and ``error`` once
+    finished), ``progress`` (a :class:`~abstractvision.ProgressEvent` as a dict) and, when the
+    job asked for them, ``preview`` (:func:`~.previews.preview_payload`). The stream closes
+    after the terminal ``status`` event.
+    """
+    yield "retry: 2000\n\n"
+    async for item in iter_events(job, after=after, keepalive_s=keepalive_s):
+        yield ": keepalive\n\n" if item is None else sse(item[1], item[2], item[0])

@@ -1,7 +1,8 @@
 """The OpenAI-compatible routes: images, models and the video job protocol.
 
 ``POST /v1/images/generations`` and ``/v1/images/edits`` answer synchronously (the job runs
-through the same queue; a client that disconnects cancels it). Videos follow OpenAI's job
+through the same queue; a client that disconnects cancels it), or with ``stream: true`` as
+OpenAI's server-sent image events (:mod:`.previews`). Videos follow OpenAI's job
 protocol: ``POST /v1/videos`` answers at once with a ``video`` object to poll, and
 ``GET /v1/videos/{id}/content`` serves the bytes once completed.
 """
@@ -13,10 +14,11 @@ import base64
 import contextlib
 import io
 import time
+from collections.abc import AsyncIterator
 from typing import Any, Optional
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .._fileio import extension_for_mime
 from .errors import APIError, bad_request
@@ -32,6 +34,7 @@ from .params import (
     read_json,
     validate_body,
 )
+from .previews import completed_event, partial_event, sse
 from .state import ServerState
 
 __all__ = [
@@ -154,18 +157,25 @@ async def _images_response(request: Request, job: Any) -> Response:
     return JSONResponse(body, headers={"X-Job-Id": job.id})
 
 
-def _refuse_stream(body: dict[str, Any]) -> None:
-    if body.get("stream") is True:
-        raise bad_request(
-            "stream=true (partial images as server-sent events) is not supported by this server; "
-            "omit 'stream' to get the images in one response.",
-            param="stream",
-            code="stream_not_supported",
-        )
+def _stream_options(body: dict[str, Any], params: dict[str, Any]) -> bool:
+    """``stream`` / ``partial_images``: previews for the engine to make; ``True`` to stream."""
+    partials = body.get("partial_images")
+    if body.get("stream") is not True:
+        if partials is not None:
+            params["ignored_parameters"] = {"partial_images": "'partial_images' only applies with stream=true"}
+        return False
+    if (body.get("n") or 1) != 1:
+        raise bad_request("stream=true returns one image; use n=1 (or stream=false).", param="n")
+    if body.get("response_format") == "url":
+        raise bad_request("stream=true sends the image as b64_json; drop response_format=url.", param="response_format")
+    if partials:
+        params["partial_images"] = partials
+    return True
 
 
 async def _run_images(request: Request, task: str, body: dict[str, Any], params: dict[str, Any]) -> Response:
-    """Queue an image task for a synchronous OpenAI route and answer with its images."""
+    """Queue an image task for a synchronous OpenAI route and answer with its images (or a stream)."""
+    stream = _stream_options(body, params)
     spec = CallSpec(
         task=task,
         params=params,
@@ -176,15 +186,48 @@ async def _run_images(request: Request, task: str, body: dict[str, Any], params:
         openai={k: body[k] for k in IMAGE_FIELDS if body.get(k) is not None},
     )
     job = await state_of(request).submit(spec, kind="image", url_base=url_base(request), keep_assets=True)
+    if stream:
+        kind = "image_edit" if task == "image_to_image" else "image_generation"
+        return StreamingResponse(
+            _image_events(request, job, kind),
+            media_type="text/event-stream",
+            headers={"X-Job-Id": job.id, "Cache-Control": "no-cache"},
+        )
     return await _images_response(request, job)
+
+
+async def _image_events(request: Request, job: Any, kind: str) -> AsyncIterator[str]:
+    """OpenAI's image stream: ``{kind}.partial_image`` per preview, then ``{kind}.completed``
+    (or an ``error`` event). A client that goes away cancels the job."""
+    state = state_of(request)
+    summary = dict(job.summary)
+    partial = 0
+    finished = False
+    try:
+        async for item in state.iter_job_events(job):
+            if item is None:
+                yield ": keepalive\n\n"
+            elif item[1] == "preview":
+                yield sse(f"{kind}.partial_image", partial_event(kind, item[2], partial, summary))
+                partial += 1
+        job, assets = await state.wait_job(job, outputs=True)
+        finished = True
+        if job.status == "completed" and assets:
+            for asset in assets:
+                yield sse(f"{kind}.completed", completed_event(kind, asset.data, asset.mime_type, summary))
+        else:
+            error = job.error or {"message": f"Job {job.id} was {job.status}.", "code": job.status}
+            yield sse("error", {"type": "error", "error": error})
+    finally:
+        if not finished:  # the client went away: cancel (shielded from this task's own cancellation)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(state.cancel_job(job))
 
 
 async def generate_images(request: Request) -> Response:
     """``POST /v1/images/generations``."""
     state = state_of(request)
-    raw = await read_json(request)
-    _refuse_stream(raw)
-    body = validate_body(raw, state.schemas["image_generation"])
+    body = validate_body(await read_json(request), state.schemas["image_generation"])
     params = {"prompt": body["prompt"], **_common_params(body, state.opts)}
     return await _run_images(request, "text_to_image", body, params)
 
@@ -196,9 +239,7 @@ async def edit_images(request: Request) -> Response:
     fields, files = await read_form(
         request, file_fields=("image", "image[]", "mask"), multi_files=("image[]",)
     )
-    coerced = coerce_form(fields, schema)
-    _refuse_stream(coerced)
-    body = validate_body(coerced, schema)
+    body = validate_body(coerce_form(fields, schema), schema)
     images = files.get("image", []) + files.get("image[]", [])
     if not images:
         raise bad_request("'image' is required: upload the image to edit as a file part.", param="image")

@@ -24,7 +24,7 @@ from ..served_models import ServedModel, check_name, default_served_name, looks_
 from ..types import TASKS, GeneratedAsset
 from .artifacts import ArtifactIndex
 from .errors import APIError, Redactor, error_from_exception
-from .jobs import Job, JobRunner, JobStore, sse_events
+from .jobs import Job, JobRunner, JobStore, iter_events, sse_events, wants_previews
 from .openai_fields import apply_openai_fields
 from .options import ServerOptions
 from .params import CallSpec
@@ -322,6 +322,8 @@ class BaseState:
                 if key in accepted and spec.params.get(key) is None:
                     spec.params[key] = value
         params = dict(spec.params)
+        if wants_previews(params):  # the runner adds the real callback
+            params["on_preview"] = print
         batch = spec.n > 1
 
         def plan() -> None:
@@ -423,6 +425,12 @@ class ServerState(BaseState):
 
     def job_events(self, job: Any, after: int) -> AsyncIterator[str]:
         return sse_events(job, after=after)
+
+    def iter_job_events(
+        self, job: Any, after: int = 0
+    ) -> AsyncIterator[Optional[tuple[int, str, dict[str, Any]]]]:
+        """The job's events as ``(seq, name, data)`` until its terminal status (``None``: a quiet while)."""
+        return iter_events(job, after=after)
 
     async def wait_job(self, job: Any, *, outputs: bool) -> tuple[Any, list[GeneratedAsset]]:
         """Wait until ``job`` finished (``outputs``: until its outputs exist; a ``b64_json``

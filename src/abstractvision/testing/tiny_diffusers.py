@@ -236,6 +236,25 @@ def build_tiny_sd(
     return _save(pipe, out)
 
 
+def build_tiny_autoencoder_tiny(path: PathLike, *, latent_channels: int = 4, seed: int = 0) -> str:
+    """A TAESD-style ``AutoencoderTiny`` (x2 up/down sampling, 16 channels), random weights: a
+    preview decoder (``preview_vae``) for the tiny models. About 0.1 MB."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(seed)
+    tiny: Any = AutoencoderTiny(
+        encoder_block_out_channels=(16, 16),
+        decoder_block_out_channels=(16, 16),
+        num_encoder_blocks=(1, 1),
+        num_decoder_blocks=(1, 1),
+        latent_channels=latent_channels,
+    )
+    out = os.fspath(path)
+    tiny.save_pretrained(out)
+    return out
+
+
 def build_tiny_sd_upscaler(path: PathLike, *, seed: int = 0) -> str:
     """A Stable Diffusion x4 upscaler pipeline (``StableDiffusionUpscalePipeline``), random weights.
 

@@ -43,12 +43,48 @@ _SSE_EVENT = {
     "type": "object",
     "required": ["data"],
     "properties": {
-        "event": {"enum": ["status", "progress"]},
+        "event": {"enum": ["status", "progress", "preview"]},
         "id": {"type": "string", "pattern": "^[0-9]+$"},
-        "data": {"type": "string", "description": "JSON: a status payload or a ProgressEvent."},
+        "data": {
+            "type": "string",
+            "description": "JSON: a status payload, a ProgressEvent, or (when the job asked for previews) a "
+            "preview: step, total_steps, index, decoder, frame, width, height, mime_type, b64_json "
+            "(a JPEG of at most 384 px and 96 KiB).",
+        },
         "retry": {"type": "integer"},
     },
 }
+
+
+# one server-sent event of a streamed image response (stream: true)
+_IMAGE_STREAM_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {
+            "enum": [
+                "image_generation.partial_image",
+                "image_generation.completed",
+                "image_edit.partial_image",
+                "image_edit.completed",
+                "error",
+            ]
+        },
+        "data": {
+            "type": "string",
+            "description": "JSON: OpenAI's ImageGenPartialImageEvent / ImageGenCompletedEvent (or the image_edit "
+            "pair): type, b64_json, partial_image_index (partials), size, quality, background, "
+            "output_format, created_at, usage (completed; token counts are 0).",
+        },
+    },
+}
+
+
+def _images(description: str) -> dict[str, Any]:
+    """An image route's 200: the ImagesResponse, or the event stream with ``stream: true``."""
+    response = _json(_ref("ImagesResponse"), description)
+    response["content"]["text/event-stream"] = {"schema": _IMAGE_STREAM_EVENT}
+    return response
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -349,8 +385,8 @@ def build_openapi(opts: ServerOptions, limits: Optional[rq.Limits] = None) -> di
         "/v1/images/generations": {
             "post": _op(
                 "createImage",
-                "Text to image (synchronous).",
-                {"200": _json(_ref("ImagesResponse"), "Images."), **_errors(400, 404, 409, 413, 415, 429)},
+                "Text to image (synchronous; server-sent events with stream: true).",
+                {"200": _images("Images, or the event stream."), **_errors(400, 404, 409, 413, 415, 429)},
                 tags=("openai",),
                 body=json_body,
                 secured=s,
@@ -359,8 +395,8 @@ def build_openapi(opts: ServerOptions, limits: Optional[rq.Limits] = None) -> di
         "/v1/images/edits": {
             "post": _op(
                 "createImageEdit",
-                "Image to image / inpainting (synchronous, multipart).",
-                {"200": _json(_ref("ImagesResponse"), "Images."), **_errors(400, 404, 409, 413, 415, 429)},
+                "Image to image / inpainting (synchronous, multipart; server-sent events with stream: true).",
+                {"200": _images("Images, or the event stream."), **_errors(400, 404, 409, 413, 415, 429)},
                 tags=("openai",),
                 body={"multipart/form-data": {"schema": _ref("ImageEditRequest")}},
                 secured=s,

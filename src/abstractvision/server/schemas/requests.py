@@ -216,9 +216,18 @@ def openai_image_options() -> dict[str, Any]:
         "safety_identifier": _identifier("Accepted; recorded in metadata.ignored_parameters."),
         "stream": {
             "type": ["boolean", "null"],
-            "enum": [False, None],
-            "description": "Streaming partial images is not supported: true is a 400.",
+            "description": "true: answer with server-sent events (`partial_images` previews, then the image; "
+            "needs n = 1). See docs/previews.md.",
         },
+        "partial_images": _int(0, 3, "With stream: how many previews to send before the image (default 0)."),
+    }
+
+
+def preview_properties() -> dict[str, Any]:
+    """Live previews of a job (``preview`` events on /v1/jobs/{id}/events); none unless asked."""
+    return {
+        "preview_every": _int(1, 10_000, "Send a preview every N steps (docs/previews.md)."),
+        "partial_images": _int(0, 16, "Send N previews, spread over the steps (docs/previews.md)."),
     }
 
 
@@ -379,6 +388,7 @@ def job_task_schema(
             props["n"] = _n(opts)
     if task in _IMAGE_TASKS:
         props.update(output_file_properties())
+    props.update(preview_properties())
     if opts.allowed_extra_keys:
         props.update(_extra(opts))
     return {
