@@ -10,8 +10,8 @@ Mochi ``6k+1``. Two sources say so, before anything is loaded:
 
       {"num_frames": {"multiple_of": 4, "offset": 1}, "fps": 16, "size_multiple": 16}
 
-:func:`frame_rule` merges both (the registry's frame rule is the finer one, the backend's fps
-is what the engine will really use); :func:`check_video_params` refuses a request the
+:func:`frame_rule` merges both (the registry's frame rule and frame rate, from the model card,
+win; the backend's fill what the registry does not say); :func:`check_video_params` refuses a request the
 declared rule cannot run (the managers call it while planning, so a server answers 400 at
 submission instead of queueing a job that fails later), and :meth:`FrameRule.frames_for`
 turns a duration into a frame count the model accepts. Standard library only.
@@ -144,9 +144,9 @@ def frame_rule(registry: Any, model_id: Optional[str], task: str, caps: Any) -> 
         if m is not None
     ]
     minimum = _int(reg_frames.min) if reg_frames is not None and reg_frames.min is not None else None
-    fps = _int(declared.get("fps"))
-    if fps is None and reg_fps is not None and reg_fps.has_default:
-        fps = _int(reg_fps.default)
+    fps = _int(reg_fps.default) if reg_fps is not None and reg_fps.has_default else None
+    if fps is None:
+        fps = _int(declared.get("fps"))
     size = _int(declared.get("size_multiple"))
     if size is None and reg_width is not None and reg_width.multiple_of:
         size = int(reg_width.multiple_of)

@@ -7,7 +7,7 @@ import io
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any
 
 from abstractvision.types import ImageGenerationRequest
 from fakes import FakeBackend, png_bytes
@@ -68,11 +68,7 @@ def sse_events(response: Any) -> list[tuple[str, dict[str, Any]]]:
 
 
 @contextmanager
-def diffusers_server(
-    tiny_models: dict[str, str], *, registry_ids: Optional[dict[str, str]] = None, **options: Any
-) -> Iterator[Any]:
-    """The tiny models served under their names; ``registry_ids`` gives some a registry entry."""
-    from abstractvision import VisionManager
+def diffusers_server(tiny_models: dict[str, str], **options: Any) -> Iterator[Any]:
     from abstractvision.backends import HuggingFaceDiffusersBackendConfig, HuggingFaceDiffusersVisionBackend
     from abstractvision.server import create_app, serve_in_thread
 
@@ -83,14 +79,7 @@ def diffusers_server(
         for name, path in tiny_models.items()
     }
     options.setdefault("allowed_extra_keys", ("max_sequence_length",))
-    ids = registry_ids or {}
-    app = create_app(
-        {
-            name: VisionManager(backend=b, model_id=ids[name]) if name in ids else b
-            for name, b in backends.items()
-        },
-        **options,
-    )
+    app = create_app(backends, **options)
     try:
         with serve_in_thread(app) as server:
             yield server

@@ -156,10 +156,21 @@ def test_sdk_errors_for_bad_requests(sdk):
 @pytest.fixture(scope="module")
 def plain_sdk(tiny_models):
     """tiny-sd served with the SD 1.5 registry entry (its step presets), tiny-wan without one
-    (the frame rule its own VAE config declares); the client sends OpenAI fields only."""
-    from server_helpers import diffusers_server
+    (the frame rule its own VAE config declares) and with the operator's request defaults for
+    the size the tiny model can make (its 832x480 pipeline default is beyond its 32-position
+    rotary table); the client sends OpenAI fields only."""
+    from abstractvision.config import BackendSettings
+    from abstractvision.served_models import ServedModel
+    from abstractvision.server import create_app, serve_in_thread
 
-    with diffusers_server(tiny_models, registry_ids={"tiny-sd": "runwayml/stable-diffusion-v1-5"}) as server:
+    def settings(name: str) -> BackendSettings:
+        return BackendSettings(backend="diffusers", model=tiny_models[name], device="cpu")
+
+    served = [
+        ServedModel("tiny-sd", settings("tiny-sd"), registry_id="runwayml/stable-diffusion-v1-5"),
+        ServedModel("tiny-wan", settings("tiny-wan"), request_defaults={"width": 16, "height": 16}),
+    ]
+    with serve_in_thread(create_app(served)) as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=300)
         yield client
         client.close()
@@ -202,18 +213,24 @@ def test_output_format_from_the_openai_sdk(plain_sdk, fmt, pil_format):
 
 def test_a_wan_video_from_seconds_alone(plain_sdk):
     """Only OpenAI's own fields: 4 seconds at Wan's 16 fps -> 65 frames (4k+1); the default 50 steps."""
-    video = plain_sdk.videos.create(model="tiny-wan", prompt="waves on a beach", seconds="4", size="16x16")  # type: ignore[arg-type]
+    video = plain_sdk.videos.create(model="tiny-wan", prompt="waves on a beach", seconds="4")
     deadline = time.monotonic() + 240
     while video.status not in ("completed", "failed"):
         assert time.monotonic() < deadline
         time.sleep(0.2)
         video = plain_sdk.videos.retrieve(video.id)
     assert video.status == "completed", video.error
-    assert video.seconds == "4" and video.size == "16x16"
+    assert video.seconds == "4"
     data = plain_sdk.videos.download_content(video.id).read()
     assert data[4:8] == b"ftyp"
     meta = job_metadata(plain_sdk, video.id)
-    assert (meta["parameters"]["num_frames"], meta["parameters"]["fps"]) == (65, 16)
+    parameters = meta["parameters"]
+    assert (parameters["num_frames"], parameters["fps"], parameters["width"]) == (65, 16, 16)
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        assert sum(1 for _ in container.decode(stream)) == 65 and float(stream.average_rate) == 16.0
     with pytest.raises(openai.BadRequestError) as info:  # 4k+1 is checked at submission
         plain_sdk.videos.create(model="tiny-wan", prompt="x", size="20x16")  # type: ignore[arg-type]
     assert info.value.body["param"] == "width"

@@ -18,7 +18,8 @@ field              on a local engine (Diffusers, stable-diffusion.cpp)
 ``moderation``,
 ``input_fidelity``
 ``seconds``        videos: mapped to ``num_frames`` + ``fps`` the model accepts
-                   (:mod:`abstractvision._frames`); a clip it cannot make is a 400
+                   (:mod:`abstractvision._frames`), at the request's ``fps``, else the served
+                   model's ``request_defaults`` fps, else the model's; a clip it cannot make is a 400
 ================== ======================================================================
 
 A served model whose backend talks to an OpenAI-compatible server declares the OpenAI fields
@@ -137,7 +138,8 @@ def _seconds(engine: Any, spec: Any, value: Any, ignored: dict[str, str]) -> Non
         return
     manager = engine.manager
     rule = frame_rule(manager.registry, manager.model_id, spec.task, engine.caps)
-    fps = params.get("fps") or (rule.fps if rule is not None else None) or DEFAULT_VIDEO_FPS
+    operator_fps = (getattr(engine, "request_defaults", None) or {}).get("fps")
+    fps = params.get("fps") or operator_fps or (rule.fps if rule is not None else None) or DEFAULT_VIDEO_FPS
     frames = rule.frames_for(seconds, fps) if rule is not None else max(1, round(seconds * fps))
     params["num_frames"], params["fps"] = frames, fps
     spec.summary.update({"num_frames": frames, "fps": fps})
