@@ -88,10 +88,10 @@ class FrameRule:
             return
         near = self.valid_near(frames)
         hint = f" (for example {' or '.join(map(str, near))})" if near else ""
-        bounds = f" between {self.min} and {self.max}" if self.max is not None else ""
+        bounds = f", from {self.min} to {self.max}" if self.max is not None else ""
         raise InvalidRequestError(
-            f"num_frames={frames} does not fit this model: it needs {self.describe()} frames{bounds}{hint}; "
-            f"from {self.source}.",
+            f"num_frames={frames} does not fit this model: it needs num_frames = {self.describe()}{hint}"
+            f"{bounds}; from {self.source}.",
             param="num_frames",
         )
 

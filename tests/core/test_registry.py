@@ -499,7 +499,7 @@ def test_frame_rule_maps_seconds_to_counts_the_model_accepts():
     assert mochi.frames_for(2, 30) == 61 and mochi.frames_for(3.3, 30) == 97  # 99 is past the maximum
     assert mochi.valid_near(10) == [7, 13]
     with pytest.raises(
-        InvalidRequestError, match="6k\\+1 frames between 1 and 100 \\(for example 7 or 13\\)"
+        InvalidRequestError, match="num_frames = 6k\\+1 \\(for example 7 or 13\\), from 1 to 100"
     ):
         mochi.check(10)
     assert frame_rule(None, None, "text_to_video", VisionBackendCapabilities()) is None
