@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         results["warm_ms"] = results["manager_ms"]
 
         # -- task switch: t2i -> i2i on the same weights (from_pipe, no reload) ----------------
-        from abstractvision.backends._diffusers_models import derive_pipeline
+        from abstractvision.backends._diffusers.models import derive_pipeline
 
         source = cold.data  # type: ignore[union-attr]
         first_s, _ = timed(lambda: vm.edit_image(prompt, source, strength=0.5, steps=steps, seed=0))

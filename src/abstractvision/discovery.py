@@ -326,7 +326,7 @@ def _pipeline_tasks(folder: Path) -> tuple[tuple[str, ...], str]:
 
     if importlib.util.find_spec("diffusers") is None:
         return (), 'install the diffusers extra (pip install "abstractvision[diffusers]") to run it'
-    from .backends._diffusers_models import folder_family
+    from .backends._diffusers.models import folder_family
 
     family = folder_family(str(folder))
     return tuple(family.tasks or ()), ""
@@ -401,7 +401,7 @@ def _files_model(
 
 def _file_role(path: Path) -> tuple[Optional[str], Optional[str], str]:
     """``(role, architecture, why-not)`` of one weight file, from its header."""
-    from .backends._sdcpp_files import read_tensor_names
+    from .backends._sdcpp.files import read_tensor_names
     from .errors import ModelLoadError
 
     try:

@@ -348,7 +348,7 @@ def test_each_diffusers_entry_maps_to_a_pipeline_class_and_its_tasks_run():
     """Each Diffusers entry names a class diffusers has, and the backend's family table gives
     that class (at least) the tasks and mask handling the registry claims."""
     diffusers = pytest.importorskip("diffusers")
-    from abstractvision.backends._diffusers_families import classify_pipeline
+    from abstractvision.backends._diffusers.families import classify_pipeline
 
     reg = VisionModelCapabilitiesRegistry()
     checked = 0

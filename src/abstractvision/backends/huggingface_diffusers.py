@@ -11,7 +11,7 @@
 (``allow_download=False``): weights must already be on disk, and a missing model fails with
 a :class:`~abstractvision.errors.ModelLoadError` that says how to pre-download it.
 
-Tasks follow the loaded pipeline family (see :mod:`._diffusers_families`): image models
+Tasks follow the loaded pipeline family (see :mod:`._diffusers.families`): image models
 (Stable Diffusion, SDXL, Flux, ...) do ``text_to_image`` and ``image_to_image`` (inpainting
 with a mask), switching variants with ``from_pipe`` on the same weights; edit-only, fill-only
 and Kontext-style families expose exactly what they can run; video pipelines (Wan, LTX-Video,
@@ -49,7 +49,7 @@ from ..types import (
     VideoGenerationRequest,
     VisionBackendCapabilities,
 )
-from ._diffusers_tasks import run_images, run_upscale, run_video
+from ._diffusers.tasks import run_images, run_upscale, run_video
 from .base_backend import VisionBackend, honour_all
 
 __all__ = ["HuggingFaceDiffusersBackendConfig", "HuggingFaceDiffusersVisionBackend"]
@@ -114,8 +114,8 @@ class HuggingFaceDiffusersBackendConfig:
     preview_vae: Optional[str] = None
 
     def __post_init__(self) -> None:
-        from ._diffusers_previews import PREVIEW_DECODERS
-        from ._diffusers_runtime import check_offload
+        from ._diffusers.previews import PREVIEW_DECODERS
+        from ._diffusers.runtime import check_offload
 
         if self.preview_decoder not in PREVIEW_DECODERS:
             raise InvalidRequestError(
@@ -150,7 +150,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
     name = "diffusers"
 
     def __init__(self, config: Optional[HuggingFaceDiffusersBackendConfig] = None, **kwargs: Any) -> None:
-        from ._diffusers_models import ModelCache
+        from ._diffusers.models import ModelCache
 
         if config is None:
             config = HuggingFaceDiffusersBackendConfig(**kwargs)
@@ -172,8 +172,8 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
     # -- settings and models ------------------------------------------------------------
 
     def _settings(self) -> Any:
-        from ._diffusers_models import LoadSettings
-        from ._diffusers_runtime import resolve_device, resolve_dtype
+        from ._diffusers.models import LoadSettings
+        from ._diffusers.runtime import resolve_device, resolve_dtype
 
         if self._device is None:
             device = resolve_device(self.config.device)
@@ -186,8 +186,8 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
 
     def _model(self, model_id: str, task: str, on_progress: Any = None) -> tuple[Any, float]:
         """The loaded model for ``model_id`` (loading it when needed) and the seconds spent loading."""
-        from ._diffusers_models import OOM_ADVICE, is_oom, load_pipeline, new_entry, release
-        from ._diffusers_runtime import apply_offload, apply_runtime_options, dtype_name
+        from ._diffusers.models import OOM_ADVICE, is_oom, load_pipeline, new_entry, release
+        from ._diffusers.runtime import apply_offload, apply_runtime_options, dtype_name
 
         settings = self._settings()
         key = (model_id, settings.device, dtype_name(settings.dtype), settings.revision, settings.variant)
@@ -264,7 +264,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
     def _metadata(
         self, entry: Any, pipe: Any, task: str, seed: int, timings: dict[str, float], **fields: Any
     ) -> dict[str, Any]:
-        from ._diffusers_runtime import dtype_name
+        from ._diffusers.runtime import dtype_name
 
         meta: dict[str, Any] = {
             "backend": self.name,
@@ -332,7 +332,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
     # -- introspection ------------------------------------------------------------------
 
     def _configured_family(self) -> Any:
-        from ._diffusers_models import folder_family
+        from ._diffusers.models import folder_family
 
         for entry in self._cache:
             if entry.model_id == self.config.model_id:
@@ -374,9 +374,9 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
     def _video_declaration(self, family: Any) -> Optional[dict[str, Any]]:
         """Frame rule, size multiple and default fps of a video model, from its configs on disk
         (the managers refuse what it cannot run before anything loads; see abstractvision._frames)."""
-        from ._diffusers_families import video_rule
-        from ._diffusers_models import read_config
-        from ._diffusers_tasks import default_fps
+        from ._diffusers.families import video_rule
+        from ._diffusers.models import read_config
+        from ._diffusers.tasks import default_fps
 
         if family.kind != "video" or not family.pipeline_class:
             return None
@@ -393,7 +393,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
         }
 
     def describe(self) -> dict[str, Any]:
-        from ._diffusers_runtime import dtype_name
+        from ._diffusers.runtime import dtype_name
 
         return {
             "backend": self.name,
@@ -406,7 +406,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
 
     def list_provider_models(self, *, task: Optional[str] = None) -> Sequence[ProviderModelInfo]:
         """The configured model, the upscaler and any other loaded model (local inventory)."""
-        from ._diffusers_models import folder_family
+        from ._diffusers.models import folder_family
 
         c = self.config
         loaded = {entry.model_id: entry for entry in self._cache}
@@ -456,7 +456,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
 
     def set_offload(self, mode: str) -> None:
         """Switch offload (``none``/``model``/``sequential``/``auto``) for loaded and future models."""
-        from ._diffusers_runtime import apply_offload, check_offload
+        from ._diffusers.runtime import apply_offload, check_offload
 
         check_offload(mode)
         with self._lock:
@@ -469,7 +469,7 @@ class HuggingFaceDiffusersVisionBackend(VisionBackend):
 
     def remove_lora_adapters(self, names: Optional[Sequence[str]] = None) -> list[str]:
         """Delete LoRA adapters (all by default) from loaded models, keeping the base weights."""
-        from ._diffusers_models import remove_loras
+        from ._diffusers.models import remove_loras
 
         with self._lock:
             removed: list[str] = []

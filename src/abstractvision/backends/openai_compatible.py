@@ -10,9 +10,9 @@ Talks to the OpenAI API or any server that speaks its protocol (a local server o
         print(model.id)
 
 The remote's dialect is a server profile (``profile=``: ``generic``, ``openai``, ``sdcpp``,
-``a1111`` or ``auto``; see ``_openai_profiles.py``). The operations are written once as
-I/O-free flows (``_openai_flows.py`` over ``_openai_protocol.py``); the configuration lives
-in ``_openai_config.py``. This module holds the backend and two small transports that run
+``a1111`` or ``auto``; see ``_openai/profiles.py``). The operations are written once as
+I/O-free flows (``_openai/flows.py`` over ``_openai/protocol.py``); the configuration lives
+in ``_openai/config.py``. This module holds the backend and two small transports that run
 the flows, one on ``httpx.Client`` and one on ``httpx.AsyncClient`` (the native async
 methods ``agenerate_image``... used by :class:`~abstractvision.AsyncVisionManager`).
 """
@@ -40,12 +40,12 @@ from ..types import (
     VideoGenerationRequest,
     VisionBackendCapabilities,
 )
-from . import _openai_flows as flows
-from . import _openai_payloads as payloads
-from . import _openai_profiles as profiles
-from ._deadline_transport import REQUEST_DEADLINE, DeadlineTransport
-from ._openai_config import OpenAICompatibleBackendConfig, wire_for
-from ._openai_protocol import BodyReader, Flow, HttpRequest, Reply, Sleep, TruncatedBody, log
+from ._openai import flows
+from ._openai import payloads
+from ._openai import profiles
+from ._openai.deadline_transport import REQUEST_DEADLINE, DeadlineTransport
+from ._openai.config import OpenAICompatibleBackendConfig, wire_for
+from ._openai.protocol import BodyReader, Flow, HttpRequest, Reply, Sleep, TruncatedBody, log
 from .base_backend import VisionBackend, honour_all
 
 __all__ = ["OpenAICompatibleBackendConfig", "OpenAICompatibleVisionBackend"]

@@ -7,10 +7,10 @@ once and reused. Tasks: ``text_to_image``, ``image_to_image`` (``strength``, inp
 ``upscaler`` is configured.
 
 The native library can take the whole process down on bad input, so by default
-(``isolate=True``) it runs in a worker process (see :mod:`._sdcpp_process`): a crash, a failed
+(``isolate=True``) it runs in a worker process (see :mod:`._sdcpp.process`): a crash, a failed
 load or a hang becomes a typed error here, and the next call starts a fresh worker. Files
 are checked (exists, readable, GGUF/safetensors/checkpoint header) before the engine sees
-them (see :mod:`._sdcpp_files`).
+them (see :mod:`._sdcpp.files`).
 
 Example::
 
@@ -48,9 +48,9 @@ from ..types import (
     VideoGenerationRequest,
     VisionBackendCapabilities,
 )
-from ._sdcpp_files import ModelFileInfo, check_config, check_model_file, check_multiple
-from ._sdcpp_loras import check_applied, lora_tags
-from ._sdcpp_process import InProcessEngine, WorkerProcess, logger, preview_event, preview_job, progress_event
+from ._sdcpp.files import ModelFileInfo, check_config, check_model_file, check_multiple
+from ._sdcpp.loras import check_applied, lora_tags
+from ._sdcpp.process import InProcessEngine, WorkerProcess, logger, preview_event, preview_job, progress_event
 from .base_backend import VisionBackend, honour_all
 
 __all__ = ["StableDiffusionCppBackendConfig", "StableDiffusionCppVisionBackend"]

@@ -24,7 +24,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, Union
 
-from ..backends._diffusers_runtime import silence_torchvision_fallback
+from ..backends._diffusers.runtime import silence_torchvision_fallback
 
 # the builders import the same pipelines as the Diffusers backend: same boundary, same notice dropped
 silence_torchvision_fallback()

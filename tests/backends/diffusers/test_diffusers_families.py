@@ -157,7 +157,7 @@ def test_video_rule_is_declared_before_loading_and_matches_the_pipeline(
 ) -> None:
     """The frame rule read from the VAE/transformer configs is what the loaded pipeline computes,
     so a frame count or size it cannot run is refused while planning, before any weights load."""
-    from abstractvision.backends._diffusers_tasks import _video_multiple
+    from abstractvision.backends._diffusers.tasks import _video_multiple
     from abstractvision.errors import InvalidRequestError
 
     _tasks, frames, size, fps = VIDEO_FAMILIES[family]
@@ -253,7 +253,7 @@ def test_multi_view_orchestrates_on_a_reference_editing_model(tiny_family: Any, 
 
 
 def test_sana_size_rule_comes_from_the_patch_size(tiny_family: Any, make_manager: Any) -> None:
-    from abstractvision.backends._diffusers_tasks import size_multiple
+    from abstractvision.backends._diffusers.tasks import size_multiple
 
     vm = make_manager(tiny_family("sana"))
     asset = vm.generate_image("a lighthouse", width=96, height=96, steps=2, seed=0)
@@ -265,7 +265,7 @@ def test_sana_size_rule_comes_from_the_patch_size(tiny_family: Any, make_manager
 
 
 def test_size_multiples_follow_each_family(tiny_family: Any, make_backend: Any) -> None:
-    from abstractvision.backends._diffusers_tasks import size_multiple
+    from abstractvision.backends._diffusers.tasks import size_multiple
 
     expected = {
         "flux": lambda p: p.vae_scale_factor * 2,  # packs 2x2 latent patches itself
@@ -364,7 +364,7 @@ def test_import_errors_name_the_package_to_install() -> None:
 
     import transformers
 
-    from abstractvision.backends._diffusers_models import missing_package
+    from abstractvision.backends._diffusers.models import missing_package
 
     if importlib.util.find_spec("torchvision") is not None:
         pytest.skip("torchvision is installed here: the failure cannot be reproduced")

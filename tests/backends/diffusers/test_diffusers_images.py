@@ -62,7 +62,7 @@ def test_metadata_and_png_text_chunks(make_manager: Any, tiny_sd: str) -> None:
     assert meta["backend"] == "diffusers"
     assert meta["model"] == tiny_sd
     assert meta["task"] == "text_to_image"
-    from abstractvision.backends._diffusers_runtime import dtype_name, resolve_device, resolve_dtype
+    from abstractvision.backends._diffusers.runtime import dtype_name, resolve_device, resolve_dtype
 
     device = resolve_device("auto")  # the default device: cpu here, cuda or mps on a GPU machine
     assert (meta["seed"], meta["device"], meta["dtype"]) == (3, device, dtype_name(resolve_dtype(None, device)))

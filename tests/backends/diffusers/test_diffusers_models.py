@@ -137,7 +137,7 @@ def _rss_bytes() -> int:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
 def test_unload_returns_memory_to_the_os(make_backend: Any, tiny_root: str, tiny_sd: str) -> None:
-    from abstractvision.backends._diffusers_runtime import free_memory
+    from abstractvision.backends._diffusers.runtime import free_memory
     from abstractvision.testing.tiny_diffusers import build_tiny_sd
     from abstractvision.types import ImageGenerationRequest
 
@@ -221,7 +221,7 @@ def test_describe(make_backend: Any, tiny_sd: str) -> None:
     backend = make_backend(tiny_sd)
     assert backend.describe() == {"backend": "diffusers", "model": tiny_sd, "device": "auto", "dtype": "auto"}
     backend.preload()
-    from abstractvision.backends._diffusers_runtime import dtype_name, resolve_device, resolve_dtype
+    from abstractvision.backends._diffusers.runtime import dtype_name, resolve_device, resolve_dtype
 
     device = resolve_device("auto")  # cuda or mps on a GPU machine, cpu here
     assert backend.describe() == {

@@ -154,7 +154,7 @@ def test_no_previews_without_a_listener(
 ) -> None:
     """Nothing is decoded or fitted when the request has no ``on_preview``: the previews module
     is never asked for a previewer of its own."""
-    from abstractvision.backends import _diffusers_previews
+    from abstractvision.backends._diffusers import previews
 
     made: list[Any] = []
     real = _diffusers_previews.Previewer.__init__

@@ -12,7 +12,7 @@ import warnings
 
 import pytest
 
-from abstractvision.backends._diffusers_runtime import TorchvisionFallbackFilter, silence_torchvision_fallback
+from abstractvision.backends._diffusers.runtime import TorchvisionFallbackFilter, silence_torchvision_fallback
 
 NOTICE = (
     "`CLIPImageProcessor` requires torchvision (not installed); falling back to `CLIPImageProcessorPil` "

@@ -102,7 +102,7 @@ def test_bytes_declared_image_png_must_be_an_image(runner, fault_server):
 
 
 def test_a_declared_format_that_cannot_be_sniffed_is_still_trusted():
-    from abstractvision.backends import _openai_responses as responses
+    from abstractvision.backends._openai import responses
 
     asset = responses.media_asset(
         b"P6\n8 8\n255\n" + bytes(192),

@@ -16,7 +16,7 @@ from openai_fake_server import Reply, png_bytes
 
 from abstractvision import _media
 from abstractvision.backends import OpenAICompatibleBackendConfig, OpenAICompatibleVisionBackend
-from abstractvision.backends._openai_sdapi import parse_infotext
+from abstractvision.backends._openai.sdapi import parse_infotext
 from abstractvision.config import create_backend, resolve_settings
 from abstractvision.errors import (
     CapabilityNotSupportedError,

@@ -7,9 +7,9 @@ import email.utils
 import pytest
 from openai_fake_server import Recorded
 
-from abstractvision.backends import _openai_catalog as catalog
-from abstractvision.backends import _openai_protocol as protocol
-from abstractvision.backends import _openai_responses as responses
+from abstractvision.backends._openai import catalog
+from abstractvision.backends._openai import protocol
+from abstractvision.backends._openai import responses
 from abstractvision.errors import (
     ProviderAuthenticationError,
     ProviderBadRequestError,

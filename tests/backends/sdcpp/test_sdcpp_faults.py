@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("stable_diffusion_cpp")
 
 from abstractvision.backends import StableDiffusionCppVisionBackend
-from abstractvision.backends._sdcpp_worker import FAULT_ENV
+from abstractvision.backends._sdcpp.worker import FAULT_ENV
 from abstractvision.errors import (
     BackendError,
     EngineCrashedError,
@@ -206,7 +206,7 @@ def test_missing_binding_names_the_extra(monkeypatch: pytest.MonkeyPatch, make_c
 def test_worker_that_cannot_start_is_an_engine_error(
     make_manager: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import abstractvision.backends._sdcpp_process as proc
+    import abstractvision.backends._sdcpp.process as proc
 
     vm = make_manager()
     with monkeypatch.context() as patch:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from abstractvision.backends._sdcpp_files import check_model_file
+from abstractvision.backends._sdcpp.files import check_model_file
 from abstractvision.errors import ModelLoadError
 from abstractvision.testing.tiny_sdcpp import (
     esrgan_shapes,

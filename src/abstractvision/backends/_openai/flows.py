@@ -1,7 +1,7 @@
 """The OpenAI-compatible backend's operations, as I/O-free flows.
 
 Each operation (images, edits, a video job, the model catalog) is a generator over the
-actions of :mod:`._openai_protocol`; the sync and async transports run the same flows.
+actions of :mod:`.protocol`; the sync and async transports run the same flows.
 The video flow implements the OpenAI job protocol: ``POST /videos``, poll
 ``GET /videos/{id}`` (honouring a ``Retry-After`` hint, reporting ``progress``, checking
 cancellation and the deadline), then ``GET /videos/{id}/content``; a job abandoned
@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 from urllib.parse import quote
 
-from ..errors import (
+from ...errors import (
     CapabilityNotSupportedError,
     GenerationCancelledError,
     GenerationTimeoutError,
     InvalidRequestError,
     ProviderError,
 )
-from ..model_capabilities import VisionModelCapabilitiesRegistry
-from ..types import (
+from ...model_capabilities import VisionModelCapabilitiesRegistry
+from ...types import (
     TASKS,
     GeneratedAsset,
     ImageEditRequest,
@@ -34,12 +34,12 @@ from ..types import (
     ProgressEvent,
     ProviderModelInfo,
 )
-from . import _openai_catalog as catalog
-from . import _openai_payloads as payloads
-from . import _openai_responses as responses
-from . import _openai_sdapi as sdapi
-from ._openai_profiles import Profile
-from ._openai_protocol import (
+from . import catalog
+from . import payloads
+from . import responses
+from . import sdapi
+from .profiles import Profile
+from .protocol import (
     Deadline,
     Flow,
     Reply,
@@ -52,7 +52,7 @@ from ._openai_protocol import (
     parse_retry_after,
     send,
 )
-from ._openai_stream import ImageStream
+from .stream import ImageStream
 
 ImageRequest = Union[ImageGenerationRequest, ImageEditRequest]
 
@@ -71,7 +71,7 @@ class Context:
     """Everything a flow needs, resolved once from the backend config.
 
     ``profile`` is ``None`` while ``profile="auto"`` has not been detected yet; the backend
-    runs :func:`._openai_profiles.detect` first and replaces the context.
+    runs :func:`.profiles.detect` first and replaces the context.
     """
 
     wire: Wire

@@ -18,8 +18,8 @@ import re
 import sys
 from typing import Any, Optional
 
-from ..errors import InvalidRequestError, OptionalDependencyMissingError
-from ._diffusers_families import Family, classify_pipeline, native_video_task
+from ...errors import InvalidRequestError, OptionalDependencyMissingError
+from .families import Family, classify_pipeline, native_video_task
 
 __all__ = [
     "OFFLOAD_MODES",
@@ -163,7 +163,7 @@ def dtype_name(dtype: Any) -> str:
     return str(dtype).replace("torch.", "")
 
 
-# -- pipeline families: see _diffusers_families ------------------------------------------
+# -- pipeline families: see families.py ---------------------------------------------
 
 
 # -- offload ------------------------------------------------------------------------------

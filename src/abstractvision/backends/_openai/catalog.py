@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from ..model_capabilities import VisionModelCapabilitiesRegistry
-from ..types import TASKS, ProviderModelInfo
-from ._openai_protocol import Reply, response_error
+from ...model_capabilities import VisionModelCapabilitiesRegistry
+from ...types import TASKS, ProviderModelInfo
+from .protocol import Reply, response_error
 
 _TASK_ALIASES: dict[str, str] = {
     **{t: t for t in TASKS},

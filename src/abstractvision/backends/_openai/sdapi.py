@@ -20,9 +20,9 @@ import json
 import re
 from typing import Any, Optional, Union
 
-from .._media import read_png_text
-from ..types import ImageEditRequest, ImageGenerationRequest
-from ._openai_payloads import (
+from ..._media import read_png_text
+from ...types import ImageEditRequest, ImageGenerationRequest
+from .payloads import (
     OPENAI_IMAGE_FIELDS,
     Prepared,
     Target,
@@ -36,8 +36,8 @@ from ._openai_payloads import (
     seeds_of,
     split_extra,
 )
-from ._openai_protocol import Reply, response_error
-from ._openai_responses import MediaItem
+from .protocol import Reply, response_error
+from .responses import MediaItem
 
 TXT2IMG_PATH = "/sdapi/v1/txt2img"
 IMG2IMG_PATH = "/sdapi/v1/img2img"

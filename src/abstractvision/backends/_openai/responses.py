@@ -8,9 +8,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .._media import sniff_mime
-from ..types import GeneratedAsset
-from ._openai_protocol import Reply, response_error
+from ..._media import sniff_mime
+from ...types import GeneratedAsset
+from .protocol import Reply, response_error
 
 
 @dataclass(frozen=True)

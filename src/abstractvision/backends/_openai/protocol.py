@@ -3,7 +3,7 @@
 Operations are generators ("flows") that *yield* actions, an :class:`HttpRequest` to send
 once or a :class:`Sleep`, and receive the :class:`Reply` (or have the transport's
 exception thrown in). The sync and async transports in ``openai_compatible.py`` only run
-those actions; everything else lives here and in ``_openai_flows.py``: retry decisions
+those actions; everything else lives here and in ``flows.py``: retry decisions
 (exponential backoff with jitter, ``Retry-After``), the overall deadline, cancellation,
 status -> typed error mapping, API-key redaction, multipart encoding and the
 host/size checks of URL downloads.
@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from ..errors import (
+from ...errors import (
     GenerationCancelledError,
     GenerationTimeoutError,
     ProviderAuthenticationError,
@@ -39,7 +39,7 @@ from ..errors import (
     ProviderTimeoutError,
     error_for_status,
 )
-from ..types import CancelToken
+from ...types import CancelToken
 
 log = logging.getLogger("abstractvision.backends.openai")
 

@@ -14,8 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
-from ..errors import BackendError, InvalidRequestError
-from ..types import (
+from ...errors import BackendError, InvalidRequestError
+from ...types import (
     GeneratedAsset,
     ImageEditRequest,
     ImageGenerationRequest,
@@ -47,9 +47,9 @@ def run_images(
     request: Union[ImageGenerationRequest, ImageEditRequest],
     seeds: Sequence[Optional[int]],
 ) -> list[GeneratedAsset]:
-    from ._diffusers_call import PipelineCall, decode_image, new_seed, png_bytes, run_pipeline
-    from ._diffusers_models import apply_loras, derive_pipeline, prepare_for_call
-    from ._diffusers_previews import make_previewer
+    from .call import PipelineCall, decode_image, new_seed, png_bytes, run_pipeline
+    from .models import apply_loras, derive_pipeline, prepare_for_call
+    from .previews import make_previewer
 
     planned = tuple(new_seed() if s is None else int(s) for s in seeds)
     backend._check_cancel(request, task)
@@ -240,9 +240,9 @@ def _size_report(
 
 
 def run_upscale(backend: Any, request: ImageUpscaleRequest, model_id: str) -> GeneratedAsset:
-    from ._diffusers_call import PipelineCall, decode_image, new_seed, png_bytes, run_pipeline
-    from ._diffusers_models import prepare_for_call
-    from ._diffusers_previews import make_previewer
+    from .call import PipelineCall, decode_image, new_seed, png_bytes, run_pipeline
+    from .models import prepare_for_call
+    from .previews import make_previewer
 
     task = "image_upscale"
     seed = new_seed() if request.seed is None else int(request.seed)
@@ -300,10 +300,10 @@ def run_upscale(backend: Any, request: ImageUpscaleRequest, model_id: str) -> Ge
 def run_video(
     backend: Any, task: str, request: Union[VideoGenerationRequest, ImageToVideoRequest]
 ) -> GeneratedAsset:
-    from ._diffusers_call import PipelineCall, decode_image, new_seed, run_pipeline
-    from ._diffusers_models import apply_loras, derive_pipeline, prepare_for_call
-    from ._diffusers_previews import make_previewer
-    from ._video_encode import encode_mp4
+    from .call import PipelineCall, decode_image, new_seed, run_pipeline
+    from .models import apply_loras, derive_pipeline, prepare_for_call
+    from .previews import make_previewer
+    from .._video_encode import encode_mp4
 
     seed = new_seed() if request.seed is None else int(request.seed)
     backend._check_cancel(request, task)

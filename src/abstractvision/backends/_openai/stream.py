@@ -17,8 +17,8 @@ import io
 import json
 from typing import Any, Optional
 
-from ..errors import ProviderError, ProviderResponseError
-from ..types import PreviewEvent
+from ...errors import ProviderError, ProviderResponseError
+from ...types import PreviewEvent
 
 __all__ = ["ImageStream", "partial_images_for"]
 
@@ -78,7 +78,7 @@ class ImageStream:
             self.completed = doc
 
     def _partial(self, doc: dict[str, Any]) -> None:
-        from .._relays import wants_preview
+        from ..._relays import wants_preview
 
         if not wants_preview(self.on_preview, None, None):
             return

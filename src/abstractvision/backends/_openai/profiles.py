@@ -17,14 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..errors import (
+from ...errors import (
     GenerationTimeoutError,
     InvalidRequestError,
     ProviderConnectionError,
     ProviderError,
     ProviderResponseError,
 )
-from ._openai_protocol import Deadline, Flow, Wire, send
+from .protocol import Deadline, Flow, Wire, send
 
 #: the profile names a config may give (``auto`` asks for detection)
 PROFILE_NAMES = ("generic", "openai", "sdcpp", "a1111")

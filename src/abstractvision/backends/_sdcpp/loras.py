@@ -18,8 +18,8 @@ import re
 from collections.abc import Sequence
 from typing import Any, Optional
 
-from ..errors import InvalidRequestError, ModelLoadError
-from ._sdcpp_files import check_model_file
+from ...errors import InvalidRequestError, ModelLoadError
+from .files import check_model_file
 
 __all__ = ["LORA_EXTENSIONS", "applied_stats", "check_applied", "lora_tags", "resolve_lora"]
 

@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Optional
 
-from ..types import PreviewEvent
+from ...types import PreviewEvent
 
 __all__ = ["PREVIEW_DECODERS", "Previewer", "make_previewer"]
 
@@ -95,7 +95,7 @@ class Previewer:
         self.disabled = False
 
     def __call__(self, step: int, total: Optional[int], latents: Any) -> None:
-        from .._relays import encode_preview, wants_preview
+        from ..._relays import encode_preview, wants_preview
 
         if self.disabled or latents is None or not wants_preview(self.on_preview, step, total):
             return
@@ -316,7 +316,7 @@ def make_previewer(backend: Any, pipe: Any, task: str, request: Any, call: Any) 
     on_preview = getattr(request, "on_preview", None)
     if on_preview is None:
         return None
-    from ..errors import ModelLoadError
+    from ...errors import ModelLoadError
 
     config = backend.config
     choice = config.preview_decoder

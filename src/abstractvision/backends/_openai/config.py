@@ -11,10 +11,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from .._version import __version__
-from ..errors import InvalidRequestError
-from . import _openai_profiles as profiles
-from ._openai_protocol import RetryPolicy, Wire
+from ..._version import __version__
+from ...errors import InvalidRequestError
+from . import profiles
+from .protocol import RetryPolicy, Wire
 
 OPENAI_API_HOST = "api.openai.com"
 VIDEO_MODES = ("jobs", "sync")
@@ -58,7 +58,7 @@ class OpenAICompatibleBackendConfig:
             ``video_sync_path`` answering the video or ``{"data": [...]}``).
         poll_interval_s: job polling interval when the server sends no ``Retry-After``.
         cancel_remote_jobs: ``DELETE`` a video job that is abandoned before it finished.
-        profile: the remote's dialect (see ``_openai_profiles.py``): ``"generic"`` (any
+        profile: the remote's dialect (see ``profiles.py``): ``"generic"`` (any
             OpenAI-compatible server: diffusion parameters as extra body fields),
             ``"openai"`` (the OpenAI API: only its fields), ``"sdcpp"``
             (stable-diffusion.cpp's sd-server: parameters in its ``<sd_cpp_extra_args>``

@@ -1,6 +1,6 @@
 """Request bodies and response parsing for the OpenAI-compatible backend (no I/O).
 
-What is sent is decided by the server profile (:mod:`._openai_profiles`): which of our
+What is sent is decided by the server profile (:mod:`.profiles`): which of our
 first-class parameters the remote takes and under which names, whether they travel as
 body fields or inside sd-server's ``<sd_cpp_extra_args>`` prompt block, which ``extra``
 keys it reads. Against the OpenAI API (profile ``openai``) only OpenAI fields go out:
@@ -18,19 +18,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-from .._fileio import extension_for_mime
-from .._media import mask_from_openai, mask_to_openai, sniff_mime
-from ..errors import InvalidRequestError
-from ..model_capabilities import ParamSpec, VisionModelCapabilitiesRegistry
-from ..types import (
+from ..._fileio import extension_for_mime
+from ..._media import mask_from_openai, mask_to_openai, sniff_mime
+from ...errors import InvalidRequestError
+from ...model_capabilities import ParamSpec, VisionModelCapabilitiesRegistry
+from ...types import (
     ImageEditRequest,
     ImageGenerationRequest,
     ImageToVideoRequest,
     VideoGenerationRequest,
 )
-from ._openai_profiles import GENERIC, OPENAI_IMAGE_FIELDS, Profile
-from ._openai_protocol import encode_multipart
-from ._openai_stream import partial_images_for
+from .profiles import GENERIC, OPENAI_IMAGE_FIELDS, Profile
+from .protocol import encode_multipart
+from .stream import partial_images_for
 
 __all__ = ["OPENAI_IMAGE_FIELDS"]  # re-exported: the list of OpenAI image fields lives with the profiles
 

@@ -1,6 +1,6 @@
 """Parent side of the stable-diffusion.cpp worker: start, talk to, watch and stop it.
 
-:class:`WorkerProcess` runs ``python -m abstractvision.backends._sdcpp_worker`` as a child
+:class:`WorkerProcess` runs ``python -m abstractvision.backends._sdcpp.worker`` as a child
 process (a plain subprocess, so the caller's ``__main__`` is never re-imported), sends it
 length-prefixed messages on stdin and reads replies from stdout on a reader thread. While
 a request runs, :meth:`WorkerProcess.call` waits in short slices and turns everything that
@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Optional
 
-from ..errors import (
+from ...errors import (
     AbstractVisionError,
     BackendError,
     EngineCrashedError,
@@ -41,8 +41,8 @@ from ..errors import (
     ModelLoadError,
     OutOfMemoryError,
 )
-from ..types import CancelToken, PreviewEvent, ProgressEvent
-from ._sdcpp_worker import Engine, EngineError, read_message, write_message
+from ...types import CancelToken, PreviewEvent, ProgressEvent
+from .worker import Engine, EngineError, read_message, write_message
 
 __all__ = ["InProcessEngine", "WorkerProcess", "error_from_reply"]
 
@@ -119,7 +119,7 @@ class WorkerProcess:
         child_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, child_env.get("PYTHONPATH", "")) if p)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "abstractvision.backends._sdcpp_worker"],
+                [sys.executable, "-m", "abstractvision.backends._sdcpp.worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -394,7 +394,7 @@ def _preview_method(config: Any) -> str:
 
 def preview_job(config: Any, on_preview: Any, steps: int) -> Optional[dict[str, Any]]:
     """The ``preview`` part of a generate request: the engine's method and the steps to show."""
-    from .._relays import wants_preview
+    from ..._relays import wants_preview
 
     if on_preview is None:
         return None

@@ -19,16 +19,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..errors import (
+from ...errors import (
     AbstractVisionError,
     BackendError,
     GenerationCancelledError,
     InvalidRequestError,
     OutOfMemoryError,
 )
-from ..types import ProgressEvent
-from ._diffusers_models import OOM_ADVICE, is_oom
-from ._diffusers_runtime import import_torch
+from ...types import ProgressEvent
+from .models import OOM_ADVICE, is_oom
+from .runtime import import_torch
 
 __all__ = ["CallOutcome", "PipelineCall", "decode_image", "new_seed", "png_bytes", "run_pipeline"]
 
@@ -169,7 +169,7 @@ def run_pipeline(
     """Run the pipeline once with CPU generators, progress and cancellation; map native errors.
 
     ``previewer(step, total, latents)`` sees the latents after each step (live previews,
-    :mod:`._diffusers_previews`); it is only passed when the request asked for previews.
+    :mod:`.previews`); it is only passed when the request asked for previews.
     """
     torch = import_torch()
     pipe, task = call.pipe, call.task

@@ -11,7 +11,7 @@ reloading the base model.
 Native loading failures are mapped here (:func:`load_pipeline`), with messages that say how
 to fix them: pre-download with ``hf download`` or opt in with ``allow_download=True``; a
 download that failed names its cause (DNS, refused connection, gated model...:
-:mod:`._hub_errors`); upgrade diffusers for a missing pipeline class, enable offload on
+:mod:`.hub_errors`); upgrade diffusers for a missing pipeline class, enable offload on
 out-of-memory.
 """
 
@@ -26,16 +26,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..errors import (
+from ...errors import (
     CapabilityNotSupportedError,
     InvalidRequestError,
     ModelLoadError,
     OptionalDependencyMissingError,
 )
-from ..types import LoRAAdapterSpec
-from ._diffusers_families import SELF, Family, classify_pipeline
-from ._diffusers_runtime import free_memory, import_diffusers, import_torch
-from ._hub_errors import describe_download_failure, download_advice
+from ...types import LoRAAdapterSpec
+from .families import SELF, Family, classify_pipeline
+from .runtime import free_memory, import_diffusers, import_torch
+from .hub_errors import describe_download_failure, download_advice
 
 __all__ = [
     "LoadSettings",
@@ -284,7 +284,7 @@ def _check_component_packages(model_id: str, index: Optional[dict[str, Any]]) ->
 def load_pipeline(model_id: str, settings: LoadSettings) -> Any:
     """``DiffusionPipeline.from_pretrained`` on the CPU, with native failures mapped."""
     diffusers = import_diffusers()
-    from ..errors import OutOfMemoryError
+    from ...errors import OutOfMemoryError
 
     source = locate_model(model_id, settings)
     class_name = read_pipeline_class(model_id, cache_dir=settings.cache_dir, revision=settings.revision)

@@ -6,7 +6,7 @@ binding does not report), runs generations and upscales, and reports progress an
 lines through an ``emit`` callable. It reports failures as :class:`EngineError` with a
 ``kind`` (``"load"``, ``"invalid"``, ``"runtime"``).
 
-Run as ``python -m abstractvision.backends._sdcpp_worker``, this module is the worker
+Run as ``python -m abstractvision.backends._sdcpp.worker``, this module is the worker
 process: it moves its stdin/stdout to a private message channel (length-prefixed pickles,
 see :func:`write_message`), points the native library's stdout at stderr, loads the model
 named by the first message and then serves one request at a time. A native crash only
@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, BinaryIO, Optional
 
-from ._sdcpp_loras import applied_stats
+from .loras import applied_stats
 
 FAULT_ENV = "ABSTRACTVISION_SDCPP_FAULT"
 
@@ -199,7 +199,7 @@ class Engine:
         self._preview_last = step
         if step not in self._preview_steps or self.sd is None or count < 1:
             return
-        from .._relays import encode_preview
+        from ..._relays import encode_preview
 
         images = self.sd._sd_image_t_p_to_images(frames, count, 1)
         data, width, height = encode_preview(images[len(images) // 2])

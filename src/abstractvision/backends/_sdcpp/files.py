@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Optional
 
-from ..errors import InvalidRequestError, ModelLoadError
+from ...errors import InvalidRequestError, ModelLoadError
 
 __all__ = ["ModelFileInfo", "check_config", "check_model_file", "check_multiple", "read_tensor_names"]
 

@@ -1,0 +1,1 @@
+"""Hugging Face Diffusers backend internals: model families and loading, the runtime (device, dtype, offload), per-task calls, previews and hub errors. The public surface is :mod:`abstractvision.backends.huggingface_diffusers`."""

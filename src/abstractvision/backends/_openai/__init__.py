@@ -1,0 +1,1 @@
+"""OpenAI-compatible backend internals: configuration and server profiles, payload building, the protocol and response parsing, streaming, sd-server/A1111 routes and the deadline transport. The public surface is :mod:`abstractvision.backends.openai_compatible`."""
