@@ -9,15 +9,10 @@ the store (directly vs. awaited / in a thread).
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
-from . import _angles, _frames, _media, _provenance, _validation
+from ._lazy import lazy_module
 from ._relays import PreviewRelay, ProgressRelay, check_preview_options
 from .artifacts import _json_safe
 from .backends.base_backend import TASK_METHODS
@@ -30,7 +25,6 @@ from .errors import (
     GenerationCancelledError,
     InvalidRequestError,
 )
-from .model_capabilities import VisionModelCapabilitiesRegistry
 from .types import (
     GeneratedAsset,
     ImageEditRequest,
@@ -41,6 +35,26 @@ from .types import (
     VideoGenerationRequest,
     VisionBackendCapabilities,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    import dataclasses
+    import hashlib
+    from collections.abc import Callable
+    from dataclasses import dataclass, field
+
+    from . import _angles, _frames, _media, _provenance, _validation
+    from .model_capabilities import VisionModelCapabilitiesRegistry
+else:
+    # imported on first use: `from abstractvision import VisionManager` stays cheap
+    from ._dataclass import dataclass, field
+
+    dataclasses = lazy_module("dataclasses", globals())
+    hashlib = lazy_module("hashlib", globals())
+    _angles = lazy_module("abstractvision._angles", globals())
+    _frames = lazy_module("abstractvision._frames", globals())
+    _media = lazy_module("abstractvision._media", globals())
+    _provenance = lazy_module("abstractvision._provenance", globals())
+    _validation = lazy_module("abstractvision._validation", globals())
 
 Output = Union[GeneratedAsset, dict[str, Any]]
 
@@ -79,7 +93,7 @@ class CallPlan:
     tags: dict[str, str] = field(default_factory=dict)
     strategy: Optional[str] = None
     views: tuple[_angles.AngleView, ...] = ()
-    output: _validation.OutputOptions = field(default_factory=_validation.OutputOptions)
+    output: _validation.OutputOptions = field(default_factory=lambda: _validation.OutputOptions())
     seed_origin: Optional[str] = None
     declared: _provenance.Declared = field(default_factory=lambda: _provenance.Declared(None, {}, "custom"))
 
@@ -121,7 +135,7 @@ class ManagerCore:
         registry: Optional[VisionModelCapabilitiesRegistry] = None,
         model_label: Optional[str] = None,
         *,
-        embed_metadata: str = _validation.DEFAULT_EMBED_METADATA,
+        embed_metadata: str = "none",  # _validation.DEFAULT_EMBED_METADATA (a test keeps them equal)
         on_size_mismatch: str = "allow",
     ) -> None:
         self.embed_metadata = _validation.check_embed_metadata(embed_metadata)
@@ -163,6 +177,8 @@ class ManagerCore:
         self.model_label = model_label
         if model_id is not None:
             if self.registry is None:
+                from .model_capabilities import VisionModelCapabilitiesRegistry
+
                 self.registry = VisionModelCapabilitiesRegistry()
             self.registry.resolve(model_id)  # unknown ids fail at construction, not at first call
 
@@ -536,7 +552,10 @@ class ManagerCore:
         timings = dict(meta.get("timings") or {})
         timings["total_s"] = round(time.perf_counter() - plan.started, 6)
         meta["timings"] = timings
-        meta.setdefault("created_at", datetime.now(timezone.utc).isoformat())
+        if "created_at" not in meta:
+            from datetime import datetime, timezone
+
+            meta["created_at"] = datetime.now(timezone.utc).isoformat()
         out = plan.output
         if out.output_format is not None and asset.media_type == "image":
             data, mime, facts = _embed.encode_image(data, mime, out.output_format, out.output_compression)

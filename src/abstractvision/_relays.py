@@ -14,14 +14,20 @@ is imported by :func:`encode_preview`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+from ._lazy import lazy_module
 
 from .errors import AbstractVisionError, BackendError, InvalidRequestError
 from .types import PreviewEvent, ProgressEvent
+
+if TYPE_CHECKING:  # pragma: no cover
+    import dataclasses
+else:
+    dataclasses = lazy_module("dataclasses", globals())
 
 __all__ = ["MAX_PARTIAL_IMAGES", "PreviewRelay", "ProgressRelay", "encode_preview", "wants_preview"]
 

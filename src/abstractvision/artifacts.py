@@ -17,18 +17,14 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import hashlib
-import json
 import os
 import re
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, is_dataclass
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Optional, Protocol, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Union, runtime_checkable
 
 from ._fileio import atomic_write_bytes, extension_for_mime
+from ._lazy import lazy_module
 from .errors import (
     AbstractVisionError,
     ArtifactIntegrityError,
@@ -36,6 +32,20 @@ from .errors import (
     ArtifactStoreError,
     InvalidRequestError,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    import dataclasses
+    import datetime
+    import hashlib
+    import json
+    import pathlib
+    from pathlib import Path
+else:  # imported on first use: `from abstractvision import LocalAssetStore` stays cheap
+    dataclasses = lazy_module("dataclasses", globals())
+    datetime = lazy_module("datetime", globals())
+    hashlib = lazy_module("hashlib", globals())
+    json = lazy_module("json", globals())
+    pathlib = lazy_module("pathlib", globals())
 
 __all__ = [
     "STORE_DIR_ENV_VAR",
@@ -52,7 +62,7 @@ _SIDECAR_SCHEMA = "abstractvision.asset.v1"
 
 
 def _utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()
 
 
 def _json_key(key: Any) -> str:
@@ -182,7 +192,7 @@ class LocalAssetStore:
     def __init__(self, base_dir: Optional[Union[str, os.PathLike[str]]] = None) -> None:
         if base_dir is None:
             env = os.environ.get(STORE_DIR_ENV_VAR)
-            base_dir = env if env else Path.home() / ".abstractvision" / "assets"
+            base_dir = env if env else pathlib.Path.home() / ".abstractvision" / "assets"
         if not isinstance(base_dir, (str, os.PathLike)) or (
             isinstance(base_dir, str) and not base_dir.strip()
         ):
@@ -190,7 +200,7 @@ class LocalAssetStore:
                 f"base_dir must be a non-empty path (str or os.PathLike), got {base_dir!r}.", param="base_dir"
             )
         try:
-            self._base_dir = Path(base_dir).expanduser().resolve()
+            self._base_dir = pathlib.Path(base_dir).expanduser().resolve()
         except (TypeError, ValueError, RuntimeError) as exc:  # NUL byte, bytes path, unknown ~user
             raise InvalidRequestError(f"Invalid base_dir {base_dir!r}: {exc}.", param="base_dir") from exc
         try:
@@ -211,7 +221,7 @@ class LocalAssetStore:
     def _read_file(self, path: Any) -> Optional[bytes]:
         """The file's bytes, ``None`` when it does not exist."""
         try:
-            return Path(path).read_bytes()
+            return pathlib.Path(path).read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:  # EIO, EACCES, EISDIR...
@@ -219,7 +229,7 @@ class LocalAssetStore:
 
     def _write_file(self, path: Any, data: bytes) -> None:
         """Write the whole file atomically (readers see the old file or the new one)."""
-        folder = Path(path).parent
+        folder = pathlib.Path(path).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -227,12 +237,12 @@ class LocalAssetStore:
         atomic_write_bytes(path, data, mode=self.FILE_MODE)
 
     def _is_file(self, path: Any) -> bool:
-        return Path(path).is_file()
+        return pathlib.Path(path).is_file()
 
     def _file_names(self, folder: Any) -> builtins.list[str]:
         """Names of the regular files in ``folder`` (hidden ones left out)."""
         try:
-            return [e.name for e in Path(folder).iterdir() if not e.name.startswith(".") and e.is_file()]
+            return [e.name for e in pathlib.Path(folder).iterdir() if not e.name.startswith(".") and e.is_file()]
         except (FileNotFoundError, NotADirectoryError):
             return []
 
@@ -248,7 +258,7 @@ class LocalAssetStore:
 
     def _remove_file(self, path: Any) -> bool:
         try:
-            Path(path).unlink()
+            pathlib.Path(path).unlink()
             return True
         except FileNotFoundError:
             return False
@@ -371,7 +381,7 @@ class LocalAssetStore:
             with open(path, "rb") as fh:
                 return hashlib.file_digest(fh, "sha256").hexdigest() == sha  # type: ignore[attr-defined]
         except AttributeError:  # Python 3.10: no hashlib.file_digest
-            return hashlib.sha256(Path(path).read_bytes()).hexdigest() == sha
+            return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest() == sha
         except OSError:
             return False
 
@@ -483,7 +493,7 @@ class LocalAssetStore:
             )
         count = 0
         now = time.time()
-        for tmp in Path(str(self._base_dir)).glob("*/.tmp-*.part"):
+        for tmp in pathlib.Path(str(self._base_dir)).glob("*/.tmp-*.part"):
             with contextlib.suppress(OSError):
                 if now - tmp.stat().st_mtime >= older_than_s:
                     tmp.unlink()
@@ -622,6 +632,6 @@ class RuntimeArtifactStoreAdapter:
         if callable(to_dict):
             out = to_dict()
             return out if isinstance(out, dict) else None
-        if is_dataclass(meta) and not isinstance(meta, type):
-            return asdict(meta)
+        if dataclasses.is_dataclass(meta) and not isinstance(meta, type):
+            return dataclasses.asdict(meta)
         return None

@@ -13,14 +13,18 @@ import dataclasses
 import inspect
 import threading
 from collections.abc import Sequence
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
-from . import _angles
 from ._core import CallPlan, ManagerCore, Output
-from ._validation import check_task
+from ._lazy import lazy_module
 from .errors import AbstractVisionError, BackendError, GenerationCancelledError
 from .types import CancelToken, GeneratedAsset, PreviewCallback, ProgressCallback, ProviderModelInfo
-from .vision_manager import ImageInput, locals_of
+from .vision_manager import ImageInput, check_task, locals_of
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import _angles
+else:  # imported on first use
+    _angles = lazy_module("abstractvision._angles", globals())
 
 __all__ = ["AsyncVisionManager"]
 

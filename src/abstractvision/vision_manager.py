@@ -14,13 +14,22 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
-from . import _angles
 from ._core import CallPlan, ManagerCore, Output
-from ._validation import check_task
+from ._lazy import lazy_module
 from .errors import AbstractVisionError, BackendError, GenerationCancelledError
 from .types import CancelToken, GeneratedAsset, PreviewCallback, ProgressCallback, ProviderModelInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import _angles, _validation
+else:  # imported on first use
+    _angles = lazy_module("abstractvision._angles", globals())
+    _validation = lazy_module("abstractvision._validation", globals())
+
+
+def check_task(task: Any) -> Optional[str]:
+    return _validation.check_task(task)
 
 __all__ = ["VisionManager"]
 

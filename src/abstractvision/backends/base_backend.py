@@ -13,9 +13,10 @@ synchronous method runs in a worker thread.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from typing import Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
+
+from .._lazy import lazy_module
 
 from ..errors import CapabilityNotSupportedError, GenerationCancelledError
 from ..types import (
@@ -29,6 +30,11 @@ from ..types import (
     VideoGenerationRequest,
     VisionBackendCapabilities,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    import dataclasses
+else:
+    dataclasses = lazy_module("dataclasses", globals())
 
 __all__ = ["TASK_METHODS", "VisionBackend", "honour_all"]
 
