@@ -20,7 +20,8 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
-    from typing import Any, Callable
+    from collections.abc import Callable
+    from typing import Any
 
 __all__ = ["dataclass", "field"]
 
@@ -28,7 +29,7 @@ _MISSING: Any = object()
 
 
 class _FieldSpec:
-    __slots__ = ("default", "default_factory", "repr", "compare")
+    __slots__ = ("compare", "default", "default_factory", "repr")
 
     def __init__(self, default: Any, default_factory: Any, repr: bool, compare: bool) -> None:
         self.default = default
@@ -78,7 +79,9 @@ def dataclass(cls: Any = None, /, *, frozen: bool = False) -> Any:
 
 
 def _process(cls: Any, frozen: bool) -> Any:
-    annotations = cls.__dict__.get("__annotations__", {})
+    # not inspect.get_annotations: importing inspect is what this module avoids; the
+    # annotations are strings (from __future__ import annotations) and only their names count
+    annotations = cls.__dict__.get("__annotations__", {})  # noqa: RUF063
     names: list[str] = []
     specs: dict[str, _FieldSpec] = {}
     ns: dict[str, Any] = {}
@@ -111,7 +114,7 @@ def _process(cls: Any, frozen: bool) -> Any:
     src = [f"def __init__(self, {', '.join(params)}) -> None:", "  __d = self.__dict__", *body]
     if not names:
         src = ["def __init__(self) -> None:", "  pass"]
-    exec("\n".join(src), ns)  # noqa: S102 - generated from the class's own field names
+    exec("\n".join(src), ns)  # generated from the class's own field names
     methods = {"__init__": ns["__init__"], **_methods(cls, names, specs, frozen)}
     for meth, fn in methods.items():
         fn.__qualname__ = f"{cls.__qualname__}.{meth}"
@@ -123,7 +126,7 @@ def _process(cls: Any, frozen: bool) -> Any:
     if not frozen and "__hash__" not in cls.__dict__:
         cls.__hash__ = None  # eq without frozen: unhashable, as with the standard decorator
     if "__match_args__" not in cls.__dict__:
-        cls.__match_args__ = tuple(names)
+        setattr(cls, "__match_args__", tuple(names))
 
     def build() -> Any:
         import dataclasses
@@ -155,7 +158,7 @@ def _methods(cls: Any, names: list[str], specs: dict[str, _FieldSpec], frozen: b
 
     def values(obj: Any) -> tuple[Any, ...]:
         if key is not None:
-            return key(obj)  # type: ignore[no-any-return]
+            return key(obj)
         return (getattr(obj, one),) if one is not None else ()
 
     def __repr__(self: Any) -> str:

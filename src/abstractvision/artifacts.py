@@ -242,7 +242,9 @@ class LocalAssetStore:
     def _file_names(self, folder: Any) -> builtins.list[str]:
         """Names of the regular files in ``folder`` (hidden ones left out)."""
         try:
-            return [e.name for e in pathlib.Path(folder).iterdir() if not e.name.startswith(".") and e.is_file()]
+            return [
+                e.name for e in pathlib.Path(folder).iterdir() if not e.name.startswith(".") and e.is_file()
+            ]
         except (FileNotFoundError, NotADirectoryError):
             return []
 
@@ -366,7 +368,9 @@ class LocalAssetStore:
             sidecar["filename"] = os.path.basename(str(filename))
         if run_id:
             sidecar["run_id"] = str(run_id)
-        self._write_file(self._sidecar_path(sha), json.dumps(sidecar, indent=2, sort_keys=True).encode("utf-8"))
+        self._write_file(
+            self._sidecar_path(sha), json.dumps(sidecar, indent=2, sort_keys=True).encode("utf-8")
+        )
         return make_media_ref(
             sha,
             content_type=content_type,

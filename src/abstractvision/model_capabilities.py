@@ -22,9 +22,7 @@ import json
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from importlib import resources
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import _jsonschema
 from .errors import (
@@ -34,6 +32,11 @@ from .errors import (
     ParameterConstraintError,
     UnknownModelError,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dataclasses import dataclass, field
+else:  # the same dataclasses, cheaper to define (see _dataclass.py)
+    from ._dataclass import dataclass, field
 
 __all__ = [
     "CAPABILITIES_ENV_VAR",
@@ -182,6 +185,8 @@ class VisionModelSpec:
 
 
 def _read_asset(name: str) -> Any:
+    from importlib import resources  # here, not at import: it pulls tempfile, shutil, zipfile...
+
     return json.loads(
         resources.files("abstractvision").joinpath("assets").joinpath(name).read_text(encoding="utf-8")
     )
@@ -198,6 +203,25 @@ def _packaged_document() -> dict[str, Any]:
     doc = _read_asset(_ASSET)
     validate_capabilities_document(doc, source="packaged registry", strict=True)
     return doc
+
+
+def _parse_document(
+    doc: dict[str, Any],
+) -> tuple[str, dict[str, dict[str, Any]], dict[str, VisionModelSpec], dict[str, str]]:
+    tasks: dict[str, dict[str, Any]] = dict(doc["tasks"])
+    models: dict[str, VisionModelSpec] = {}
+    aliases: dict[str, str] = {}
+    for model_id, raw in doc["models"].items():
+        spec = VisionModelCapabilitiesRegistry._parse_model(model_id, raw)
+        models[model_id] = spec
+        for alias in (model_id, *spec.aliases):
+            aliases.setdefault(alias.lower(), model_id)
+    return str(doc["schema_version"]), tasks, models, aliases
+
+
+@functools.lru_cache(maxsize=1)
+def _packaged_parsed() -> tuple[str, dict[str, dict[str, Any]], dict[str, VisionModelSpec], dict[str, str]]:
+    return _parse_document(_packaged_document())
 
 
 def validate_capabilities_document(doc: Any, *, source: str = "registry", strict: bool = False) -> None:
@@ -337,14 +361,22 @@ class VisionModelCapabilitiesRegistry:
         override_path: Optional[Union[str, os.PathLike[str]]] = None,
         use_env: bool = True,
     ) -> None:
+        if override_path is None and use_env:
+            override_path = os.environ.get(CAPABILITIES_ENV_VAR) or None
+        self.override_path = os.fspath(override_path) if override_path is not None else None
+        if asset_path is None and override_path is None:
+            # the packaged registry alone: parsed once per process (the specs are immutable)
+            version, tasks, models, aliases = _packaged_parsed()
+            self._schema_version = version
+            self._tasks = dict(tasks)
+            self._models = dict(models)
+            self._aliases = dict(aliases)
+            return
         if asset_path is not None:
             doc = self._read_file(asset_path, "registry file")
             validate_capabilities_document(doc, source=f"registry file {os.fspath(asset_path)}")
         else:
             doc = _packaged_document()
-        if override_path is None and use_env:
-            override_path = os.environ.get(CAPABILITIES_ENV_VAR) or None
-        self.override_path = os.fspath(override_path) if override_path is not None else None
         if override_path is not None:
             override = self._read_file(override_path, "override file")
             if not isinstance(override, dict):
@@ -359,15 +391,7 @@ class VisionModelCapabilitiesRegistry:
                 )
             doc = _merge(doc, override)
             validate_capabilities_document(doc, source=f"registry after merging {override_path}")
-        self._schema_version = str(doc["schema_version"])
-        self._tasks: dict[str, dict[str, Any]] = dict(doc["tasks"])
-        self._models: dict[str, VisionModelSpec] = {}
-        self._aliases: dict[str, str] = {}
-        for model_id, raw in doc["models"].items():
-            spec = self._parse_model(model_id, raw)
-            self._models[model_id] = spec
-            for alias in (model_id, *spec.aliases):
-                self._aliases.setdefault(alias.lower(), model_id)
+        self._schema_version, self._tasks, self._models, self._aliases = _parse_document(doc)
 
     @staticmethod
     def _read_file(path: Union[str, os.PathLike[str]], what: str) -> Any:

@@ -31,6 +31,7 @@ else:  # imported on first use
 def check_task(task: Any) -> Optional[str]:
     return _validation.check_task(task)
 
+
 __all__ = ["VisionManager"]
 
 ImageInput = Any  # bytes | str | os.PathLike | PIL.Image.Image | artifact ref dict | data URL

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 import abstractvision
 
 SEED_EXPORTS = {
@@ -127,3 +129,72 @@ def test_using_the_core_api_stays_free_of_engines():
         "import abstractvision.backends"
     )
     assert loaded == []
+
+
+def _loaded(code: str, names: tuple[str, ...]) -> list[str]:
+    probe = code + f"\nimport sys, json\nprint(json.dumps(sorted(m for m in {names!r} if m in sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+_ENGINES = ("torch", "diffusers", "transformers", "PIL", "numpy", "httpx", "httpcore", "stable_diffusion_cpp")
+
+
+def test_first_real_use_imports_no_engine_no_http_no_asyncio():
+    """`from abstractvision import VisionManager, LocalAssetStore` (issue 18): the manager and
+    the store, without engines, HTTP, asyncio, or what only a call needs (the registry's
+    importlib.resources with tempfile/shutil, inspect via dataclasses, hashlib...)."""
+    heavy = (*_ENGINES, "asyncio", "inspect", "dataclasses", "importlib.resources", "tempfile", "shutil")
+    assert _loaded("from abstractvision import VisionManager, LocalAssetStore", heavy) == []
+
+
+def test_importing_the_openai_backend_defers_httpx_and_asyncio():
+    """Importing the backend and its config loads no HTTP stack: httpx (with its CLI extras),
+    httpcore and asyncio are imported when a backend is built or a request is sent."""
+    code = (
+        "from abstractvision import VisionManager, LocalAssetStore\n"
+        "from abstractvision.backends import OpenAICompatibleVisionBackend, OpenAICompatibleBackendConfig"
+    )
+    assert _loaded(code, (*_ENGINES, "asyncio", "importlib.resources")) == []
+
+
+def test_the_lazy_default_embed_policy_matches_validation():
+    """ManagerCore spells the default embed policy as a literal (so that _validation loads on
+    first use); it must stay the validation module's default."""
+    import inspect
+
+    from abstractvision import _validation
+    from abstractvision._core import ManagerCore
+
+    default = inspect.signature(ManagerCore.__init__).parameters["embed_metadata"].default
+    assert default == _validation.DEFAULT_EMBED_METADATA
+
+
+def test_lazily_defined_request_types_are_real_dataclasses():
+    """types.py builds its classes with _dataclass (cheaper to define); dataclasses' API works."""
+    import dataclasses
+
+    from abstractvision.types import GeneratedAsset, ImageGenerationRequest, LoRAAdapterSpec, ProgressEvent
+
+    req = ImageGenerationRequest(prompt="a cat", width=64, lora_adapters=(LoRAAdapterSpec("x"),))
+    assert dataclasses.is_dataclass(req)
+    assert [f.name for f in dataclasses.fields(req)][:3] == ["prompt", "negative_prompt", "width"]
+    assert dataclasses.replace(req, width=32).width == 32
+    assert dataclasses.replace(req, width=32).prompt == "a cat"
+    assert req == ImageGenerationRequest(prompt="a cat", width=64, lora_adapters=(LoRAAdapterSpec("x"),))
+    assert req != dataclasses.replace(req, seed=1)
+    # compare=False fields do not count; repr=False fields are not shown
+    assert req == dataclasses.replace(req, on_progress=print)
+    assert "on_progress" not in repr(req) and repr(req).startswith("ImageGenerationRequest(prompt='a cat'")
+    assert repr(GeneratedAsset("image", b"x", "image/png")) == (
+        "GeneratedAsset(media_type='image', mime_type='image/png', metadata={})"
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        req.width = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del req.width  # type: ignore[misc]
+    assert hash(LoRAAdapterSpec("x", 0.5)) == hash(LoRAAdapterSpec("x", 0.5))
+    assert ImageGenerationRequest(prompt="a").extra is not ImageGenerationRequest(prompt="a").extra
+    assert dataclasses.asdict(ProgressEvent("text_to_image", "step", raw={"a": 1}))["raw"] == {"a": 1}
+    with pytest.raises(TypeError):
+        ImageGenerationRequest()  # type: ignore[call-arg]

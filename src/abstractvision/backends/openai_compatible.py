@@ -19,18 +19,14 @@ methods ``agenerate_image``... used by :class:`~abstractvision.AsyncVisionManage
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable
-from typing import Any, Optional, TypeVar
-from urllib.request import getproxies
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
-import httpx
-
+from .._lazy import lazy_module
 from ..errors import InvalidRequestError
-from ..model_capabilities import VisionModelCapabilitiesRegistry
 from ..types import (
     GeneratedAsset,
     ImageEditRequest,
@@ -43,10 +39,21 @@ from ..types import (
 from ._openai import flows
 from ._openai import payloads
 from ._openai import profiles
-from ._openai.deadline_transport import REQUEST_DEADLINE, DeadlineTransport
 from ._openai.config import OpenAICompatibleBackendConfig, wire_for
 from ._openai.protocol import BodyReader, Flow, HttpRequest, Reply, Sleep, TruncatedBody, log
 from .base_backend import VisionBackend, honour_all
+
+if TYPE_CHECKING:  # pragma: no cover
+    import asyncio
+
+    import httpx
+
+    from ..model_capabilities import VisionModelCapabilitiesRegistry
+    from ._openai import deadline_transport
+else:  # imported when the first request is sent: importing the backend stays cheap
+    asyncio = lazy_module("asyncio", globals())
+    httpx = lazy_module("httpx", globals())
+    deadline_transport = lazy_module("abstractvision.backends._openai.deadline_transport", globals())
 
 __all__ = ["OpenAICompatibleBackendConfig", "OpenAICompatibleVisionBackend"]
 
@@ -103,10 +110,14 @@ class OpenAICompatibleVisionBackend(VisionBackend):
         self.config = config
         self._lock = threading.Lock()
         self._client: Optional[httpx.Client] = config.http_client
+        # the sync path's own connection pool when it needs no httpx.Client (no injected
+        # client, no proxy, no credentials in the URL); False: use a client
+        self._direct: Any = None if config.http_client is None and "@" not in config.base_url else False
         self._aclient: Optional[httpx.AsyncClient] = config.async_http_client
         self._aclient_loop: Optional[asyncio.AbstractEventLoop] = None
         self._aclient_closer: Optional[AsyncGenerator[None, None]] = None
         self._registry: Optional[VisionModelCapabilitiesRegistry] = None
+        self._caps: Optional[tuple[Any, VisionBackendCapabilities]] = None
         profile = profiles.initial_profile(
             config.profile,
             send_diffusion_params=config.send_diffusion_params,
@@ -139,6 +150,8 @@ class OpenAICompatibleVisionBackend(VisionBackend):
 
     def _get_registry(self) -> VisionModelCapabilitiesRegistry:
         if self._registry is None:
+            from ..model_capabilities import VisionModelCapabilitiesRegistry
+
             self._registry = VisionModelCapabilitiesRegistry()
         return self._registry
 
@@ -163,8 +176,19 @@ class OpenAICompatibleVisionBackend(VisionBackend):
 
     def get_capabilities(self) -> VisionBackendCapabilities:
         """Image tasks per ``model_id``, video tasks per ``video_model_id`` (all when unknown),
-        narrowed by the server profile once it is known (``auto`` is not probed here)."""
+        narrowed by the server profile once it is known (``auto`` is not probed here).
+
+        Computed once per profile (the managers ask on every call): the same object is
+        returned each time, to be treated as read-only."""
         ctx = self._ctx
+        cached = self._caps
+        if cached is not None and cached[0] is ctx.profile:
+            return cached[1]
+        caps = self._capabilities(ctx)
+        self._caps = (ctx.profile, caps)
+        return caps
+
+    def _capabilities(self, ctx: flows.Context) -> VisionBackendCapabilities:
         profile = ctx.profile or profiles.GENERIC  # auto, undetected: the flows check again
         rules = {
             t: payloads.model_rules(
@@ -266,10 +290,13 @@ class OpenAICompatibleVisionBackend(VisionBackend):
         """Close the clients this backend created (injected ones are left open)."""
         with self._lock:
             client, self._client = self._client, self.config.http_client
+            direct, self._direct = self._direct, (None if self._direct is not False else False)
             aclient, self._aclient = self._aclient, self.config.async_http_client
             closer, self._aclient_closer = self._aclient_closer, None
         if client is not None and client is not self.config.http_client:
             client.close()
+        if direct:
+            direct.close()
         if aclient is not None and aclient is not self.config.async_http_client:
             loop, self._aclient_loop = self._aclient_loop, None
             if loop is not None and not loop.is_closed() and not loop.is_running():
@@ -324,7 +351,9 @@ class OpenAICompatibleVisionBackend(VisionBackend):
             ):
                 # DeadlineTransport ends socket reads at the deadline; a custom transport
                 # turns httpx's proxy environment variables off, so not when a proxy is set
-                transport = None if getproxies() else DeadlineTransport()
+                from urllib.request import getproxies
+
+                transport = None if getproxies() else deadline_transport.DeadlineTransport()
                 self._client = httpx.Client(
                     follow_redirects=False, timeout=self._default_timeout(), transport=transport
                 )
@@ -350,7 +379,23 @@ class OpenAICompatibleVisionBackend(VisionBackend):
             except BaseException as exc:  # handed to the flow, which maps or re-raises it
                 error = exc
 
+    def _direct_transport(self) -> Any:
+        """The transport the sync path sends on without httpx.Client, or ``None``."""
+        direct = self._direct
+        if direct is None:
+            from urllib.request import getproxies
+
+            with self._lock:
+                if self._direct is None:
+                    # a proxy from the environment: httpx.Client handles it (see _sync_client)
+                    self._direct = False if getproxies() else deadline_transport.DeadlineTransport()
+                direct = self._direct
+        return direct or None
+
     def _send(self, action: HttpRequest) -> Reply:
+        direct = self._direct_transport()
+        if direct is not None:
+            return direct.exchange(action)
         client = self._sync_client()
         request = client.build_request(
             action.method,
@@ -360,7 +405,7 @@ class OpenAICompatibleVisionBackend(VisionBackend):
             timeout=action.timeout(),
         )
         started = time.monotonic()
-        token = REQUEST_DEADLINE.set(action.deadline_at)
+        token = deadline_transport.REQUEST_DEADLINE.set(action.deadline_at)
         try:
             response = client.send(request, stream=True, follow_redirects=False)
             try:
@@ -375,7 +420,7 @@ class OpenAICompatibleVisionBackend(VisionBackend):
             finally:
                 response.close()
         finally:
-            REQUEST_DEADLINE.reset(token)
+            deadline_transport.REQUEST_DEADLINE.reset(token)
         return Reply(
             response.status_code,
             response.headers,

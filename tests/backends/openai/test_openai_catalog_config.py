@@ -120,9 +120,18 @@ def test_injected_async_client_is_used_and_left_open():
 def test_owned_clients_are_closed(runner, make_backend):
     backend = make_backend()
     runner.call(backend, "list_provider_models")
-    client = backend._client if not runner.is_async else backend._aclient
+    if not runner.is_async:
+        # the sync path sends on its own connection pool (no httpx.Client): closed by close()
+        transport = backend._direct
+        assert transport and transport._pool.connections  # the kept-alive connection
+        backend.close()
+        assert not transport._pool.connections
+        assert len(backend.list_provider_models()) > 0  # a closed backend opens a new pool
+        backend.close()
+        return
+    client = backend._aclient
     assert client is not None and not client.is_closed
-    runner.run(backend.aclose()) if runner.is_async else backend.close()
+    runner.run(backend.aclose())
     assert client.is_closed
 
 

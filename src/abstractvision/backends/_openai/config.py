@@ -6,15 +6,16 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlsplit, urlunsplit
-
-import httpx
 
 from ..._version import __version__
 from ...errors import InvalidRequestError
 from . import profiles
 from .protocol import RetryPolicy, Wire
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
 
 OPENAI_API_HOST = "api.openai.com"
 VIDEO_MODES = ("jobs", "sync")
@@ -183,7 +184,12 @@ def wire_for(config: OpenAICompatibleBackendConfig) -> Wire:
     password = urlsplit(config.base_url).password
     if password:
         secrets.append(password)
-    headers = {"User-Agent": config.user_agent or f"abstractvision/{__version__} httpx/{httpx.__version__}"}
+    if config.user_agent:
+        headers = {"User-Agent": config.user_agent}
+    else:
+        import httpx  # the backend sends with it; its import waits until a backend is built
+
+        headers = {"User-Agent": f"abstractvision/{__version__} httpx/{httpx.__version__}"}
     auth_headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     for name, value in config.headers.items():
         if _sensitive(name):

@@ -13,14 +13,26 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any, Optional
 
 import httpcore
 import httpx
 
+from .protocol import BodyReader, HttpRequest, Reply, TruncatedBody
+
 __all__ = ["REQUEST_DEADLINE", "DeadlineTransport"]
+
+#: what httpx.Client adds to every request (bar ``br``/``zstd``, which the exchange does not
+#: decode; ``User-Agent`` comes with the wire headers)
+_CLIENT_HEADERS = (
+    (b"Accept", b"*/*"),
+    (b"Accept-Encoding", b"gzip, deflate"),
+    (b"Connection", b"keep-alive"),
+)
 
 #: ``time.monotonic()`` deadline of the request the sync transport is sending (this thread).
 REQUEST_DEADLINE: contextvars.ContextVar[Optional[float]] = contextvars.ContextVar(
@@ -39,15 +51,43 @@ def _until_deadline(timeout: Optional[float], error: type[Exception]) -> Optiona
     return left if timeout is None else min(timeout, left)
 
 
+#: a request up to this size goes out in one socket write (headers and body together)
+_COALESCE_BYTES = 64 * 1024
+
+
 class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose waits end at the deadline, and whose small writes are joined.
+
+    httpcore writes a request's headers and its body separately: two ``send`` calls, two
+    packets (``TCP_NODELAY``) and two wake-ups of the server per request. Writes are held
+    here until the first read (HTTP/1.1 reads only once the request is sent) or until
+    ``_COALESCE_BYTES`` are pending, so a small request leaves in one write.
+    """
+
     def __init__(self, stream: httpcore.NetworkStream) -> None:
         self._stream = stream
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._write_timeout: Optional[float] = None
+
+    def _flush(self) -> None:
+        if self._pending:
+            data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+            self._pending, self._pending_size = [], 0
+            self._stream.write(data, _until_deadline(self._write_timeout, httpcore.WriteTimeout))
 
     def read(self, max_bytes: int, timeout: Optional[float] = None) -> bytes:
+        self._flush()
         return self._stream.read(max_bytes, _until_deadline(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: Optional[float] = None) -> None:
-        self._stream.write(buffer, _until_deadline(timeout, httpcore.WriteTimeout))
+        if not buffer:
+            return
+        self._pending.append(buffer)
+        self._pending_size += len(buffer)
+        self._write_timeout = timeout
+        if self._pending_size >= _COALESCE_BYTES:
+            self._flush()
 
     def close(self) -> None:
         self._stream.close()
@@ -55,6 +95,7 @@ class _DeadlineStream(httpcore.NetworkStream):
     def start_tls(
         self, ssl_context: Any, server_hostname: Optional[str] = None, timeout: Optional[float] = None
     ) -> httpcore.NetworkStream:
+        self._flush()
         timeout = _until_deadline(timeout, httpcore.ConnectTimeout)
         return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
 
@@ -167,5 +208,88 @@ class DeadlineTransport(httpx.BaseTransport):
             extensions=response.extensions,
         )
 
+    def exchange(self, action: HttpRequest) -> Reply:
+        """Send ``action`` and read its reply straight on the connection pool.
+
+        The sync backend's path when it owns its client: the same wire as
+        ``httpx.Client(transport=DeadlineTransport())`` without httpx's per-request model
+        (URL parsing, header and cookie objects, auth and redirect hooks), with httpx's
+        exceptions. Not for URLs with credentials (httpx turns those into Basic auth).
+        """
+        scheme, host, port, target, authority = _split_url(action.url)
+        headers: list[tuple[bytes, bytes]] = [(b"Host", authority), *_CLIENT_HEADERS]
+        headers += [(k.encode("ascii"), v.encode("ascii")) for k, v in action.headers.items()]
+        content = action.content
+        if content is not None:
+            headers.append((b"Content-Length", b"%d" % len(content)))
+        elif action.method in ("POST", "PUT", "PATCH"):
+            headers.append((b"Content-Length", b"0"))
+        read = action.read_timeout_s
+        request = httpcore.Request(
+            action.method,
+            httpcore.URL(scheme=scheme, host=host, port=port, target=target),
+            headers=headers,
+            content=content or b"",
+            extensions={
+                "timeout": {"connect": action.connect_timeout_s, "read": read, "write": read, "pool": read}
+            },
+        )
+        started = time.monotonic()
+        token = REQUEST_DEADLINE.set(action.deadline_at)
+        try:
+            with _httpx_errors():
+                response = self._pool.handle_request(request)
+            try:
+                reply_headers = httpx.Headers(response.headers)
+                location = reply_headers.get("location")
+                if location is not None and response.status in _REDIRECTS:
+                    try:  # what httpx.Client checks of a redirect, with its error
+                        httpx.URL(location)
+                    except httpx.InvalidURL as exc:
+                        raise httpx.RemoteProtocolError(f"Invalid URL in location header: {exc}.") from None
+                reader = BodyReader(action, None, reply_headers)
+                decoder = _decoder(reply_headers.get("content-encoding"))
+                try:
+                    with _httpx_errors():
+                        assert isinstance(response.stream, Iterable)
+                        for chunk in response.stream:
+                            reader.feed(decoder.decompress(chunk) if decoder is not None else chunk)
+                        if decoder is not None:
+                            reader.feed(decoder.flush())
+                except (httpx.TimeoutException, httpx.DecodingError):
+                    raise
+                except httpx.TransportError as exc:
+                    raise TruncatedBody(str(exc) or type(exc).__name__) from exc
+                except zlib.error as exc:
+                    raise httpx.DecodingError(f"Error decoding the response body: {exc}") from exc
+            finally:
+                response.close()
+        finally:
+            REQUEST_DEADLINE.reset(token)
+        return Reply(response.status, reply_headers, reader.body(), action.url, time.monotonic() - started)
+
     def close(self) -> None:
         self._pool.close()
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+@functools.lru_cache(maxsize=256)
+def _split_url(url: str) -> tuple[bytes, bytes, Optional[int], bytes, bytes]:
+    """scheme, host, port, target and Host header of ``url`` (parsed once per URL)."""
+    parts = httpx.URL(url)
+    host, port = parts.raw_host, parts.port
+    return parts.raw_scheme, host, port, parts.raw_path, host if port is None else host + b":%d" % port
+
+
+def _decoder(encoding: Optional[str]) -> Any:
+    """A zlib decompressor for ``Content-Encoding`` (what httpx decodes for gzip/deflate)."""
+    value = (encoding or "identity").strip().lower()
+    if value == "identity":
+        return None
+    if value in ("gzip", "x-gzip"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 16)
+    if value == "deflate":
+        return zlib.decompressobj()  # zlib-wrapped, as servers send it (httpx also tries raw)
+    raise httpx.DecodingError(f"unsupported Content-Encoding {encoding!r} (asked for gzip, deflate)")

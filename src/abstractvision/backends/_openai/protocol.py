@@ -12,21 +12,18 @@ host/size checks of URL downloads.
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import json
 import logging
 import math
 import random
 import re
-import secrets as _secrets
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Optional, TypeVar, Union
 from urllib.parse import urljoin, urlsplit
 
-import httpx
-
+from ..._lazy import lazy_module
 from ...errors import (
     GenerationCancelledError,
     GenerationTimeoutError,
@@ -40,6 +37,14 @@ from ...errors import (
     error_for_status,
 )
 from ...types import CancelToken
+
+if TYPE_CHECKING:  # pragma: no cover
+    import secrets as _secrets
+
+    import httpx
+else:  # imported on first use (httpx: when a request is sent)
+    httpx = lazy_module("httpx", globals())
+    _secrets = lazy_module("secrets", globals())
 
 log = logging.getLogger("abstractvision.backends.openai")
 
@@ -114,7 +119,9 @@ class TruncatedBody(Exception):
 class BodyReader:
     """Accumulates a response body, enforcing the size cap and the overall deadline."""
 
-    def __init__(self, action: HttpRequest, request: httpx.Request, headers: Mapping[str, str]) -> None:
+    def __init__(
+        self, action: HttpRequest, request: Optional[httpx.Request], headers: Mapping[str, str]
+    ) -> None:
         self.action = action
         self.request = request
         self.chunks: list[bytes] = []
@@ -189,7 +196,9 @@ def parse_retry_after(headers: Mapping[str, str], *, now: Optional[float] = None
     value = headers.get("retry-after")
     if value:
         try:
-            when = email.utils.parsedate_to_datetime(value).timestamp()
+            from email.utils import parsedate_to_datetime
+
+            when = parsedate_to_datetime(value).timestamp()
         except (TypeError, ValueError, OverflowError):
             return None
         return max(0.0, when - (time.time() if now is None else now))
