@@ -34,7 +34,7 @@ from ...errors import (
 )
 from ...types import LoRAAdapterSpec
 from .families import SELF, Family, classify_pipeline
-from .runtime import free_memory, import_diffusers, import_torch
+from .runtime import free_memory, import_diffusers, import_torch, quiet_loading_bars
 from .hub_errors import describe_download_failure, download_advice
 
 __all__ = [
@@ -304,7 +304,8 @@ def load_pipeline(model_id: str, settings: LoadSettings) -> Any:
         if getattr(settings, key) is not None:
             kwargs[key] = getattr(settings, key)
     try:
-        pipe = diffusers.DiffusionPipeline.from_pretrained(source, **kwargs)
+        with quiet_loading_bars():
+            pipe = diffusers.DiffusionPipeline.from_pretrained(source, **kwargs)
     except (AttributeError, ImportError) as exc:
         missing = missing_package(exc)
         if missing is not None:

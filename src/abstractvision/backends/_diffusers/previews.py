@@ -304,9 +304,12 @@ def _load_tiny(
     if key not in _TINY:
         from diffusers import AutoencoderTiny
 
-        tiny = AutoencoderTiny.from_pretrained(
-            source, torch_dtype=dtype, local_files_only=not allow_download, cache_dir=cache_dir
-        )
+        from .runtime import quiet_loading_bars
+
+        with quiet_loading_bars():
+            tiny = AutoencoderTiny.from_pretrained(
+                source, torch_dtype=dtype, local_files_only=not allow_download, cache_dir=cache_dir
+            )
         _TINY[key] = tiny.to(device).eval()
     return _TINY[key]
 

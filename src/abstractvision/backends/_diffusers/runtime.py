@@ -16,6 +16,7 @@ import gc
 import logging
 import re
 import sys
+import threading
 from typing import Any, Optional
 
 from ...errors import InvalidRequestError, OptionalDependencyMissingError
@@ -33,12 +34,50 @@ __all__ = [
     "import_diffusers",
     "import_torch",
     "native_video_task",
+    "quiet_loading_bars",
     "resolve_device",
     "resolve_dtype",
     "silence_torchvision_fallback",
 ]
 
 OFFLOAD_MODES = ("none", "model", "sequential", "auto")
+
+_BARS_LOCK = threading.Lock()
+_BARS_DEPTH = 0
+_BARS_RESTORE: list[Any] = []
+
+
+@contextlib.contextmanager
+def quiet_loading_bars() -> Any:
+    """No tqdm bars from diffusers or transformers while a model loads (inside library calls
+    progress goes to ``on_progress``; the CLI draws its own). Their global switches are
+    restored afterwards, so an application's own diffusers calls keep their bars. Hub
+    download bars (``huggingface_hub``) are left alone: a download can take minutes."""
+    global _BARS_DEPTH
+    with _BARS_LOCK:
+        if _BARS_DEPTH == 0:
+            _BARS_RESTORE.clear()
+            for name in ("diffusers.utils.logging", "transformers.utils.logging"):
+                module = sys.modules.get(name)
+                if module is None:
+                    try:
+                        module = __import__(name, fromlist=["_"])
+                    except ImportError:
+                        continue
+                if module.is_progress_bar_enabled():
+                    module.disable_progress_bar()
+                    _BARS_RESTORE.append(module)
+        _BARS_DEPTH += 1
+    try:
+        yield
+    finally:
+        with _BARS_LOCK:
+            _BARS_DEPTH -= 1
+            if _BARS_DEPTH == 0:
+                for module in _BARS_RESTORE:
+                    module.enable_progress_bar()
+                _BARS_RESTORE.clear()
+
 
 _DTYPE_ALIASES = {
     "float16": "float16",
