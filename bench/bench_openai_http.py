@@ -1,205 +1,171 @@
-"""Throughput of the OpenAI-compatible backend against a local server.
+"""HTTP backend throughput side by side: this checkout vs the peer (abstractvision 0.3.34).
 
-Starts the test suite's fake OpenAI server in a child process (so the server and the
-client do not share a GIL), then measures ``POST /images/generations`` round trips
-(an 8x8 PNG as ``b64_json``, decoded and sniffed by the backend):
+usage: python bench/bench_openai_http.py [--requests 400] [--rounds 5] [--concurrency 16] [--delay 0.05]
 
-- sequential, sync backend (one request at a time on ``httpx.Client``)
-- sequential, async backend (``agenerate_image`` on ``httpx.AsyncClient``)
-- concurrent, async (``--concurrency`` coroutines in flight)
-- concurrent, sync backend from a thread pool of the same size
-- the same concurrent async run through ``AsyncVisionManager`` (validation, provenance
-  metadata and PNG text chunks included)
+Both sides talk to the same OpenAI-shaped server on loopback (``_instant_server.py``: raw
+asyncio sockets, a canned 8x8 PNG as ``b64_json``, so the server costs microseconds and
+the figures measure the client stack). The peer runs in its own venv, created by the bench
+on first use (``_peer.py``); each measurement is a fresh child process of its side, and the
+rounds alternate the sides so machine noise hits both alike. Reported, medians of rounds:
 
-Plain ``httpx`` posting the same body is measured first as a baseline.
-
-Usage::
-
-    python bench/bench_openai_http.py [--requests 400] [--concurrency 16]
-
-The figures measure the client stack plus a stdlib ``ThreadingHTTPServer``; the server
-is usually the bottleneck of the concurrent runs.
+1. sequential ``VisionManager.generate_image`` (validation, provenance, the HTTP exchange,
+   decoding): requests/s for the peer and for ours, and ours/peer;
+2. the same at the backend level (``backend.generate_image(ImageGenerationRequest)``);
+3. ours only (the peer has no async manager): ``--concurrency`` requests in flight through
+   ``AsyncVisionManager`` against the sequential rate, with a server taking ``--delay`` s
+   per image (the ideal ratio is ``--concurrency``).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import os
+import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+import textwrap
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SERVER = os.path.join(ROOT, "tests", "backends", "openai", "openai_fake_server.py")
-sys.path.insert(0, os.path.join(ROOT, "src"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from abstractvision import AsyncVisionManager  # noqa: E402
-from abstractvision.backends import OpenAICompatibleBackendConfig, OpenAICompatibleVisionBackend  # noqa: E402
-from abstractvision.types import ImageGenerationRequest  # noqa: E402
+from _peer import PEER_VERSION, ours_env, peer_env, peer_python
 
-REQUEST = ImageGenerationRequest(prompt="a benchmark", width=8, height=8)
+SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_instant_server.py")
 
-
-def _report(name: str, count: int, seconds: float) -> float:
-    rate = count / seconds
-    print(
-        f"{name:<44} {count:>6} req in {seconds:6.2f} s = {rate:8.1f} req/s  ({1000 * seconds / count:6.2f} ms/req)"
-    )
-    return rate
-
-
-def _backend(base_url: str) -> OpenAICompatibleVisionBackend:
-    return OpenAICompatibleVisionBackend(
-        config=OpenAICompatibleBackendConfig(base_url=base_url, api_key="sk-bench")
-    )
-
-
-def _timed(fn: Callable[[], Any]) -> float:
+SEQUENTIAL = textwrap.dedent(
+    """
+    import json, sys, time
+    from abstractvision import VisionManager
+    from abstractvision.backends import OpenAICompatibleBackendConfig, OpenAICompatibleVisionBackend
+    from abstractvision.types import ImageGenerationRequest
+    url, n, level = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    backend = OpenAICompatibleVisionBackend(config=OpenAICompatibleBackendConfig(base_url=url, api_key="sk-bench"))
+    if level == "manager":
+        vm = VisionManager(backend=backend)
+        call = lambda: vm.generate_image("a benchmark", width=8, height=8)
+    else:
+        request = ImageGenerationRequest(prompt="a benchmark", width=8, height=8)
+        call = lambda: backend.generate_image(request)
+    for _ in range(30):
+        asset = call()
+    assert asset.mime_type == "image/png" and asset.data.startswith(b"\\x89PNG"), asset
     started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
+    for _ in range(n):
+        call()
+    print(json.dumps({"rate": n / (time.perf_counter() - started)}))
+    """
+)
 
+FAN_OUT = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    from abstractvision import AsyncVisionManager
+    from abstractvision.backends import OpenAICompatibleBackendConfig, OpenAICompatibleVisionBackend
+    url, n, conc = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 
-_RAW_BODY = b'{"prompt": "a benchmark", "n": 1, "size": "8x8", "response_format": "b64_json"}'
-_RAW_HEADERS = {"Authorization": "Bearer sk-bench", "Content-Type": "application/json"}
+    async def main():
+        backend = OpenAICompatibleVisionBackend(config=OpenAICompatibleBackendConfig(base_url=url, api_key="sk"))
+        vm = AsyncVisionManager(backend=backend)
+        call = lambda: vm.generate_image("a benchmark", width=8, height=8)
 
-
-def baseline(base_url: str, requests: int, concurrency: int) -> dict[str, float]:
-    """Plain httpx posting the same body (no backend): what the HTTP stack itself costs."""
-    import httpx
-
-    url = base_url + "/images/generations"
-    results: dict[str, float] = {}
-    with httpx.Client() as client:
-        for _ in range(20):
-            client.post(url, content=_RAW_BODY, headers=_RAW_HEADERS)
-        started = time.perf_counter()
-        for _ in range(requests):
-            client.post(url, content=_RAW_BODY, headers=_RAW_HEADERS).json()
-        results["raw sync"] = _report(
-            "baseline: plain httpx.Client, sequential", requests, time.perf_counter() - started
-        )
-
-    async def araw() -> None:
-        async with httpx.AsyncClient() as client:
-            for _ in range(20):
-                await client.post(url, content=_RAW_BODY, headers=_RAW_HEADERS)
-            started = time.perf_counter()
-            for _ in range(requests):
-                (await client.post(url, content=_RAW_BODY, headers=_RAW_HEADERS)).json()
-            seconds = time.perf_counter() - started
-            results["raw async"] = _report("baseline: plain httpx.AsyncClient, sequential", requests, seconds)
-
-            async def worker(todo: list[int]) -> None:
-                while todo:
-                    todo.pop()
-                    (await client.post(url, content=_RAW_BODY, headers=_RAW_HEADERS)).json()
-
-            warm = list(range(4 * concurrency))
-            await asyncio.gather(*(worker(warm) for _ in range(concurrency)))
-            todo = list(range(requests))
-            started = time.perf_counter()
-            await asyncio.gather(*(worker(todo) for _ in range(concurrency)))
-            seconds = time.perf_counter() - started
-            name = f"baseline: plain httpx.AsyncClient, {concurrency} in flight"
-            results["raw async concurrent"] = _report(name, requests, seconds)
-
-    asyncio.run(araw())
-    return results
-
-
-def run(base_url: str, requests: int, concurrency: int) -> dict[str, float]:
-    results: dict[str, float] = {}
-    backend = _backend(base_url)
-    for _ in range(20):  # warm up: connection pool, registry, imports
-        backend.generate_image(REQUEST)
-
-    def sequential_sync() -> None:
-        for _ in range(requests):
-            backend.generate_image(REQUEST)
-
-    results["sequential sync"] = _report("sequential, sync backend", requests, _timed(sequential_sync))
-
-    pool = ThreadPoolExecutor(concurrency)
-    list(pool.map(lambda _: backend.generate_image(REQUEST), range(4 * concurrency)))  # warm the pool
-
-    def threads() -> None:
-        list(pool.map(lambda _: backend.generate_image(REQUEST), range(requests)))
-
-    results["concurrent threads"] = _report(
-        f"concurrent, sync backend, {concurrency} threads", requests, _timed(threads)
-    )
-    pool.shutdown()
-    backend.close()
-
-    async def async_runs() -> None:
-        abackend = _backend(base_url)
-        for _ in range(20):
-            await abackend.agenerate_image(REQUEST)
-
-        started = time.perf_counter()
-        for _ in range(requests):
-            await abackend.agenerate_image(REQUEST)
-        results["sequential async"] = _report(
-            "sequential, async backend", requests, time.perf_counter() - started
-        )
-
-        async def worker(todo: list[int], call: Callable[[], Any]) -> None:
+        async def worker(todo):
             while todo:
                 todo.pop()
                 await call()
 
-        async def concurrent(call: Callable[[], Any]) -> float:
-            warm = list(range(4 * concurrency))  # open the pool's connections before timing
-            await asyncio.gather(*(worker(warm, call) for _ in range(concurrency)))
-            todo = list(range(requests))
-            started = time.perf_counter()
-            await asyncio.gather(*(worker(todo, call) for _ in range(concurrency)))
-            return time.perf_counter() - started
+        await asyncio.gather(*(worker(list(range(2))) for _ in range(conc)))  # open the connections
+        seq_n = max(10, n // conc)
+        started = time.perf_counter()
+        for _ in range(seq_n):
+            await call()
+        sequential = seq_n / (time.perf_counter() - started)
+        todo = list(range(n))
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(todo) for _ in range(conc)))
+        concurrent = n / (time.perf_counter() - started)
+        await backend.aclose()
+        print(json.dumps({"sequential": sequential, "concurrent": concurrent}))
 
-        seconds = await concurrent(lambda: abackend.agenerate_image(REQUEST))
-        results["concurrent async"] = _report(
-            f"concurrent, async backend, {concurrency} in flight", requests, seconds
-        )
-        manager = AsyncVisionManager(backend=abackend)
-        seconds = await concurrent(lambda: manager.generate_image("a benchmark", width=8, height=8))
-        results["concurrent manager"] = _report(
-            f"concurrent, AsyncVisionManager, {concurrency} in flight", requests, seconds
-        )
-        await abackend.aclose()
+    asyncio.run(main())
+    """
+)
 
-    asyncio.run(async_runs())
-    return results
+
+class Server:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, SERVER, str(delay)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+def _child(python: str, env: dict[str, str], script: str, *args: object) -> dict[str, float]:
+    out = subprocess.run(
+        [python, "-c", script, *map(str, args)], capture_output=True, text=True, env=env, cwd="/"
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{python} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--requests", type=int, default=400)
-    parser.add_argument("--concurrency", type=int, default=16)
-    args = parser.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, SERVER],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=os.path.dirname(SERVER),
-    )
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--requests", type=int, default=400, help="requests per sequential measurement")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating rounds (medians are reported)")
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--delay", type=float, default=0.05, help="server seconds per image (fan-out test)")
+    ap.add_argument("--fan-out-requests", type=int, default=320)
+    a = ap.parse_args()
+    sides = {"peer": (peer_python(), peer_env()), "ours": (sys.executable, ours_env())}
+    print(f"cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f} peer=abstractvision=={PEER_VERSION}")
+    rates: dict[tuple[str, str], list[float]] = {}
+    server = Server()
     try:
-        assert server.stdout is not None
-        base_url = server.stdout.readline().strip()
-        print(
-            f"fake OpenAI server (stdlib ThreadingHTTPServer, child process) at {base_url}; cpus={os.cpu_count()}"
-        )
-        baseline(base_url, args.requests, args.concurrency)
-        run(base_url, args.requests, args.concurrency)
+        for i in range(a.rounds):
+            order = list(sides.items()) if i % 2 == 0 else list(sides.items())[::-1]
+            for level in ("manager", "backend"):
+                for side, (python, env) in order:
+                    got = _child(python, env, SEQUENTIAL, server.url, a.requests, level)
+                    rates.setdefault((side, level), []).append(got["rate"])
     finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        server.wait(timeout=10)
+        server.close()
+    print()
+    print(
+        f"| sequential against an instant loopback server (req/s, median of {a.rounds}) | peer | ours | ours/peer |"
+    )
+    print("|---|---|---|---|")
+    for level, label in (
+        ("manager", "`VisionManager.generate_image`"),
+        ("backend", "`backend.generate_image(ImageGenerationRequest)`"),
+    ):
+        peer = statistics.median(rates[("peer", level)])
+        ours = statistics.median(rates[("ours", level)])
+        print(f"| {label} | {peer:.0f} | {ours:.0f} | {ours / peer:.2f}x |")
+
+    slow = Server(a.delay)
+    try:
+        python, env = sides["ours"]
+        runs = [_child(python, env, FAN_OUT, slow.url, a.fan_out_requests, a.concurrency) for _ in range(3)]
+    finally:
+        slow.close()
+    seq = statistics.median(r["sequential"] for r in runs)
+    conc = statistics.median(r["concurrent"] for r in runs)
+    print()
+    print(f"| `AsyncVisionManager`, server taking {a.delay * 1000:.0f} ms per image (median of 3) | req/s |")
+    print("|---|---|")
+    print(f"| sequential | {seq:.1f} |")
+    print(f"| {a.concurrency} in flight | {conc:.1f} |")
+    print(f"| ratio (ideal {a.concurrency}) | {conc / seq:.1f}x |")
 
 
 if __name__ == "__main__":

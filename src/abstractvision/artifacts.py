@@ -84,12 +84,48 @@ def _plain(value: Any, seen: frozenset[int]) -> Any:
     return value
 
 
+_NOT_PLAIN: Any = object()
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _json_copy(value: Any, depth: int) -> Any:
+    """A copy of ``value`` when it is made of dicts with str keys, lists and JSON scalars only
+    (what the round trip below would return unchanged), else ``_NOT_PLAIN``."""
+    kind = type(value)
+    if kind in _JSON_SCALARS:
+        return value
+    if depth > 64:
+        return _NOT_PLAIN
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                return _NOT_PLAIN
+            copied = _json_copy(item, depth + 1)
+            if copied is _NOT_PLAIN:
+                return _NOT_PLAIN
+            out[key] = copied
+        return out
+    if kind is list:
+        items = []
+        for item in value:
+            copied = _json_copy(item, depth + 1)
+            if copied is _NOT_PLAIN:
+                return _NOT_PLAIN
+            items.append(copied)
+        return items
+    return _NOT_PLAIN
+
+
 def _json_safe(value: Any) -> Any:
     """Round-trip through JSON so metadata is always serialisable.
 
     Unknown objects become ``str``, keys of any type become strings (``sort_keys`` works),
     cycles and absurd nesting become marker strings instead of exceptions.
     """
+    copied = _json_copy(value, 0)
+    if copied is not _NOT_PLAIN:  # already plain JSON (the usual metadata): copied, no round trip
+        return copied
     try:
         return json.loads(json.dumps(_plain(value, frozenset()), default=str))
     except RecursionError:
