@@ -49,11 +49,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
     from ..model_capabilities import VisionModelCapabilitiesRegistry
-    from ._openai import deadline_transport
+    from ._openai import async_transport, deadline_transport
 else:  # imported when the first request is sent: importing the backend stays cheap
     asyncio = lazy_module("asyncio", globals())
     httpx = lazy_module("httpx", globals())
     deadline_transport = lazy_module("abstractvision.backends._openai.deadline_transport", globals())
+    async_transport = lazy_module("abstractvision.backends._openai.async_transport", globals())
 
 __all__ = ["OpenAICompatibleBackendConfig", "OpenAICompatibleVisionBackend"]
 
@@ -439,7 +440,14 @@ class OpenAICompatibleVisionBackend(VisionBackend):
         if self._aclient is None or self._aclient.is_closed or self._aclient_loop is not loop:
             # an AsyncClient's connections belong to the loop that opened them: the loop
             # finalizes ``closer`` when it shuts down (asyncio.run does), closing the client
-            client = httpx.AsyncClient(follow_redirects=False, timeout=self._default_timeout())
+            from urllib.request import getproxies
+
+            # one socket write per small request; a custom transport turns httpx's proxy
+            # environment variables off, so not when a proxy is set
+            transport = None if getproxies() else async_transport.JoinedWritesTransport()
+            client = httpx.AsyncClient(
+                follow_redirects=False, timeout=self._default_timeout(), transport=transport
+            )
             closer = _close_with_loop(client)
             await closer.asend(None)
             self._aclient, self._aclient_loop, self._aclient_closer = client, loop, closer
