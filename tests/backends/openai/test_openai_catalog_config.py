@@ -121,11 +121,13 @@ def test_owned_clients_are_closed(runner, make_backend):
     backend = make_backend()
     runner.call(backend, "list_provider_models")
     if not runner.is_async:
-        # the sync path sends on its own connection pool (no httpx.Client): closed by close()
+        # the sync path sends on its own connections (no httpx.Client; plain http:// on
+        # http.client): closed by close()
         transport = backend._direct
-        assert transport and transport._pool.connections  # the kept-alive connection
+        kept = [c for idle in transport._stdlib._idle.values() for c in idle]
+        assert kept and all(c.sock is not None for c in kept)  # the kept-alive connection
         backend.close()
-        assert not transport._pool.connections
+        assert all(c.sock is None for c in kept) and not transport._stdlib._idle
         assert len(backend.list_provider_models()) > 0  # a closed backend opens a new pool
         backend.close()
         return

@@ -183,6 +183,7 @@ class DeadlineTransport(httpx.BaseTransport):
             keepalive_expiry=5.0,
             network_backend=_DeadlineBackend(),
         )
+        self._stdlib: Any = None  # the plain-HTTP path of exchange(), made on first use
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.SyncByteStream)
@@ -217,6 +218,12 @@ class DeadlineTransport(httpx.BaseTransport):
         exceptions. Not for URLs with credentials (httpx turns those into Basic auth).
         """
         scheme, host, port, target, authority = _split_url(action.url)
+        if scheme == b"http":  # plain HTTP: the standard library's client, cheaper per request
+            if self._stdlib is None:
+                from .stdlib_exchange import StdlibExchange
+
+                self._stdlib = StdlibExchange()
+            return self._stdlib.exchange(action)
         headers: list[tuple[bytes, bytes]] = [(b"Host", authority), *_CLIENT_HEADERS]
         headers += [(k.encode("ascii"), v.encode("ascii")) for k, v in action.headers.items()]
         content = action.content
@@ -270,6 +277,8 @@ class DeadlineTransport(httpx.BaseTransport):
 
     def close(self) -> None:
         self._pool.close()
+        if self._stdlib is not None:
+            self._stdlib.close()
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
