@@ -12,7 +12,8 @@ Measures, in one process and on the same tiny pipeline folder (built here, offli
    not compete for the server's GIL; one keep-alive client each) send
    ``--per-client`` requests each; requests/s with coalescing off (default) and on, against
    the direct sequential rate, in alternating rounds (medians reported) so that machine
-   noise hits every side alike.
+   noise hits every side alike; with the share of the time the engine was computing (the
+   rest is what the server adds between engine calls, and idle time).
 
 usage: python bench/bench_server.py [--calls 40] [--clients 16] [--per-client 2] [--rounds 3]
                                     [--size 64] [--steps 2] [--threads N] [--json]
@@ -160,6 +161,24 @@ def throughput(
     from abstractvision import VisionManager
     from abstractvision.server import create_app, serve_in_thread
 
+    # engine time, to report how busy the server keeps the engine (the rest is queueing,
+    # HTTP, validation and storing between engine calls)
+    busy: list[float] = []
+    for method in ("generate_image", "generate_image_batch"):
+
+        def timed(request: Any, _call: Any = getattr(backend, method)) -> Any:
+            started = time.perf_counter()
+            try:
+                return _call(request)
+            finally:
+                busy.append(time.perf_counter() - started)
+
+        setattr(backend, method, timed)
+    busy_share: dict[str, list[float]] = {
+        "direct_sequential": [],
+        "server_coalesce_off": [],
+        "server_coalesce_on": [],
+    }
     vm = VisionManager(backend=backend)
     total = clients * per_client
     rates: dict[str, list[float]] = {
@@ -179,13 +198,18 @@ def throughput(
     ):
         urls = {"server_coalesce_off": off.url, "server_coalesce_on": on.url}
         for _ in range(rounds):
+            busy.clear()
             t0 = time.perf_counter()
             for i in range(total):
                 vm.generate_image("a lighthouse at dusk", seed=i, **params)
-            rates["direct_sequential"].append(total / (time.perf_counter() - t0))
+            seconds = time.perf_counter() - t0
+            rates["direct_sequential"].append(total / seconds)
+            busy_share["direct_sequential"].append(sum(busy) / seconds)
             for name, url in urls.items():
+                busy.clear()
                 seconds, lat, errs = _burst_in_child(url, clients, per_client, params)
                 rates[name].append(total / seconds)
+                busy_share[name].append(sum(busy) / seconds)
                 latencies[name] += lat
                 errors += errs
         calls = {name: app.state.av.default.runner.calls for name, app in apps.items()}
@@ -197,6 +221,7 @@ def throughput(
         "req_per_s": {name: round(statistics.median(v), 2) for name, v in rates.items()},
         "req_per_s_all_rounds": {name: [round(x, 2) for x in v] for name, v in rates.items()},
         "median_latency_ms": {name: ms(v) for name, v in latencies.items()},
+        "engine_busy_share": {name: round(statistics.median(v), 3) for name, v in busy_share.items()},
         "engine_calls": calls,
     }
 
@@ -267,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, rate in t["req_per_s"].items():
         latency = t["median_latency_ms"].get(name)
         extra = f"   median latency {latency} ms, engine calls {t['engine_calls'][name]}" if latency else ""
-        print(f"  {name:22s} {rate:8.2f}{extra}")
+        busy_pct = 100 * t["engine_busy_share"][name]
+        print(f"  {name:22s} {rate:8.2f}   engine busy {busy_pct:5.1f}% of the time{extra}")
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     (out / "bench_server.json").write_text(json.dumps(results, indent=2))
