@@ -126,7 +126,7 @@ def _process(cls: Any, frozen: bool) -> Any:
     if not frozen and "__hash__" not in cls.__dict__:
         cls.__hash__ = None  # eq without frozen: unhashable, as with the standard decorator
     if "__match_args__" not in cls.__dict__:
-        setattr(cls, "__match_args__", tuple(names))
+        setattr(cls, "__match_args__", tuple(names))  # noqa: B010 - mypy refuses the plain assignment
 
     def build() -> Any:
         import dataclasses
