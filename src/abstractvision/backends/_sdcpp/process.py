@@ -85,8 +85,8 @@ def error_from_reply(reply: dict[str, Any], *, loading: bool) -> AbstractVisionE
 
 
 def _package_root() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))  # .../abstractvision/backends
-    return os.path.dirname(os.path.dirname(here))
+    here = os.path.dirname(os.path.abspath(__file__))  # .../abstractvision/backends/_sdcpp
+    return os.path.dirname(os.path.dirname(os.path.dirname(here)))
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
