@@ -100,13 +100,11 @@ class Bounded:
         row = _params.PARAMS[self.name]
         value = _whole(text) if row["type"] == "int" else number(text)
         lo, hi = row["min"], row["max"]
+        shown = (lo, hi) if row["type"] == "int" else (f"{lo:g}", f"{hi:g}")
         if row.get("min_exclusive") and value <= lo:
-            raise argparse.ArgumentTypeError(f"must be more than {lo:g}, got {value:g}")
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"must be {lo:g} or more, got {value:g}")
-        if value > hi:
-            shown = hi if row["type"] == "int" else f"{hi:g}"
-            raise argparse.ArgumentTypeError(f"must be {shown} or less, got {value}")
+            raise argparse.ArgumentTypeError(f"must be more than {shown[0]} and at most {shown[1]}, got {value}")
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {shown[0]} and {shown[1]}, got {value}")
         return value
 
 
