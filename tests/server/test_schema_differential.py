@@ -92,7 +92,14 @@ def _value(name: str, schema: dict[str, Any], doc: dict[str, Any]) -> st.SearchS
     schema = _resolve(schema, doc)
     if "oneOf" in schema:  # ImageInput
         return st.sampled_from(
-            [_DATA_URL, "data:image/png;base64,@@", "/etc/passwd", {"$artifact": "0" * 64}, {"$artifact": "x"}, 3]
+            [
+                _DATA_URL,
+                "data:image/png;base64,@@",
+                "/etc/passwd",
+                {"$artifact": "0" * 64},
+                {"$artifact": "x"},
+                3,
+            ]
         )
     kinds = schema.get("type", [])
     kinds = [kinds] if isinstance(kinds, str) else list(kinds)
@@ -112,7 +119,9 @@ def _value(name: str, schema: dict[str, Any], doc: dict[str, Any]) -> st.SearchS
         most = schema.get("maxItems", 4)
         options += [st.lists(item, max_size=3)] * 2 + [st.lists(item, min_size=most + 1, max_size=most + 1)]
         if name == "angles":
-            options.append(st.lists(st.sampled_from(["front", "side", 45, -30.5, " "]), min_size=1, max_size=4))
+            options.append(
+                st.lists(st.sampled_from(["front", "side", 45, -30.5, " "]), min_size=1, max_size=4)
+            )
     if "object" in kinds:
         if name == "input_reference":
             options.append(

@@ -102,7 +102,9 @@ class Bounded:
         lo, hi = row["min"], row["max"]
         shown = (lo, hi) if row["type"] == "int" else (f"{lo:g}", f"{hi:g}")
         if row.get("min_exclusive") and value <= lo:
-            raise argparse.ArgumentTypeError(f"must be more than {shown[0]} and at most {shown[1]}, got {value}")
+            raise argparse.ArgumentTypeError(
+                f"must be more than {shown[0]} and at most {shown[1]}, got {value}"
+            )
         if not lo <= value <= hi:
             raise argparse.ArgumentTypeError(f"must be between {shown[0]} and {shown[1]}, got {value}")
         return value

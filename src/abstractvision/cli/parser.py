@@ -164,9 +164,7 @@ class _Commands:
         self.gen = (self.common, self.backend, self.output)
         self.image_gen = (*self.gen, image_file_parent())
 
-    def __call__(
-        self, name: str, handler: str, summary: str, parents: Sequence[argparse.ArgumentParser], **kw: Any
-    ) -> CliParser:
+    def __call__(self, name: str, handler: str, summary: str, parents: Sequence[Any], **kw: Any) -> CliParser:
         sub: CliParser = self.subparsers.add_parser(
             name,
             help=summary,
@@ -299,9 +297,8 @@ def _add_store_command(command: _Commands) -> None:
     store_cmds.required = True
     store_parent = CliParser(add_help=False)
     store_parent.add_argument("--store-dir", metavar="DIR", help="store directory (ABSTRACTVISION_STORE_DIR)")
-    sp = store_cmds.add_parser(
-        "list", help="list artifacts, newest first", parents=[common, as_json, store_parent], aliases=["ls"]
-    )
+    parents: list[Any] = [common, as_json, store_parent]
+    sp = store_cmds.add_parser("list", help="list artifacts, newest first", parents=parents, aliases=["ls"])
     sp.add_argument(
         "-t", "--task", type=task_name, metavar="TASK", help="only artifacts of this task (or its short name)"
     )
@@ -309,16 +306,12 @@ def _add_store_command(command: _Commands) -> None:
         "--type", dest="content_type", metavar="MIME", help="MIME prefix, e.g. image/ or video/mp4"
     )
     sp.add_argument("-l", "--limit", type=positive_int, metavar="N", help="at most N artifacts")
-    sp = store_cmds.add_parser("show", help="an artifact's metadata", parents=[common, as_json, store_parent])
+    sp = store_cmds.add_parser("show", help="an artifact's metadata", parents=parents)
     sp.add_argument("artifact_id", metavar="ID")
-    sp = store_cmds.add_parser(
-        "export", help="copy an artifact to a file", parents=[common, as_json, store_parent]
-    )
+    sp = store_cmds.add_parser("export", help="copy an artifact to a file", parents=parents)
     sp.add_argument("artifact_id", metavar="ID")
     sp.add_argument("-o", "--output", metavar="PATH", help="file or directory (default: current directory)")
-    sp = store_cmds.add_parser(
-        "delete", help="delete artifacts", parents=[common, as_json, store_parent], aliases=["rm"]
-    )
+    sp = store_cmds.add_parser("delete", help="delete artifacts", parents=parents, aliases=["rm"])
     sp.add_argument("artifact_ids", nargs="+", metavar="ID")
 
 

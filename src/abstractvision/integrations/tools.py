@@ -66,7 +66,7 @@ _TOOL_DOCS = {
 def parameter_schema(name: str) -> dict[str, Any]:
     """A tool parameter's schema, from the parameter table row ``name`` (read now)."""
     row = _params.PARAMS[name]
-    description = _TOOL_DOCS.get(name, row["doc"])
+    description: str = _TOOL_DOCS.get(name) or row["doc"]
     if row["type"] in ("text", "image"):
         return {"type": "string", "description": description}
     if row["type"] == "angles":

@@ -120,8 +120,8 @@ def _to_api_error(error: Any, root: Mapping[str, Any]) -> APIError:
         return _schema_error(f"'{param}' is required (give {' or '.join(repr(n) for n in names)}).", param)
     got = _json_text(value)
     if "propertyNames" in error.schema_path:  # a key of an object (``extra``) that is not allowed
-        allowed = ", ".join(map(str, expected)) if keyword == "enum" else "see /openapi.json"
-        return _schema_error(f"{what} does not take the key {got}; allowed keys: {allowed}.", param)
+        keys = ", ".join(map(str, expected)) if keyword == "enum" else "see /openapi.json"
+        return _schema_error(f"{what} does not take the key {got}; allowed keys: {keys}.", param)
     if keyword == "type":
         kinds = [expected] if isinstance(expected, str) else list(expected)
         wanted = " or ".join(_KINDS.get(k, k) for k in kinds)
@@ -147,8 +147,7 @@ def _to_api_error(error: Any, root: Mapping[str, Any]) -> APIError:
     elif keyword == "maxItems":
         message = f"{what} takes at most {expected} item(s), got {len(value)}."
     elif keyword in ("minProperties", "maxProperties"):
-        names = ", ".join(error.schema.get("properties", {}))
-        message = f"{what} must have exactly one of: {names}."
+        message = f"{what} must have exactly one of: {', '.join(error.schema.get('properties', {}))}."
     elif keyword == "pattern":
         message = f"{what} does not match the expected format: got {got}."
     else:
