@@ -1,8 +1,9 @@
-"""The OpenAPI 3.1 document of the server, derived from the request schemas it validates with.
+"""The OpenAPI 3.1 document of the server: its routes and the schemas it validates with.
 
-Request bodies come from :mod:`.requests` (the same builders the handlers validate with),
-so limits such as ``max_n`` are the configured ones. A test checks that every route of
-:data:`abstractvision.server.app.ROUTES` is documented here and nothing else.
+Request bodies come from :mod:`.requests` (limits such as ``max_n`` are the configured
+ones), responses from :mod:`.responses`. The server builds this document once at start-up,
+serves it at ``/openapi.json`` and validates request bodies against it. A test checks that
+every route of :data:`abstractvision.server.app.ROUTES` is documented here and nothing else.
 """
 
 from __future__ import annotations
