@@ -24,6 +24,7 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from . import _params
 from .errors import CapabilityNotSupportedError, InvalidRequestError
 from .types import GeneratedAsset, ImageEditRequest, ImageGenerationRequest, MultiAngleRequest, ProgressEvent
 
@@ -43,7 +44,7 @@ NAMED_ANGLES: dict[str, tuple[float, float, str]] = {
     "top": (0.0, 90.0, "top-down view, seen from directly above"),
     "bottom": (0.0, -90.0, "view from directly below"),
 }
-DEFAULT_ANGLES = ("front", "three_quarter", "side", "back")
+DEFAULT_ANGLES: tuple[str, ...] = _params.PARAMS["angles"]["default"]
 DEFAULT_STRENGTH = 0.75
 STRATEGIES = ("native", "orchestrated")
 _NUM = r"[-+]?\d+(?:\.\d+)?"
@@ -147,8 +148,9 @@ def parse_angles(values: Any) -> tuple[AngleView, ...]:
         values = [values]
     if isinstance(values, (bytes, bytearray)) or not isinstance(values, Sequence) or not values:
         raise InvalidRequestError("'angles' must be a non-empty list of angles.", param="angles")
-    if len(values) > 36:
-        raise InvalidRequestError("at most 36 angles per call.", param="angles")
+    most = _params.PARAMS["angles"]["max_items"]
+    if len(values) > most:
+        raise InvalidRequestError(f"at most {most} angles per call.", param="angles")
     return tuple(parse_angle(v) for v in values)
 
 

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Optional
 
 from ._lazy import lazy_module
-
 from .errors import AbstractVisionError, BackendError, InvalidRequestError
 from .types import PreviewEvent, ProgressEvent
 
@@ -29,10 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 else:
     dataclasses = lazy_module("dataclasses", globals())
 
-__all__ = ["MAX_PARTIAL_IMAGES", "PreviewRelay", "ProgressRelay", "encode_preview", "wants_preview"]
-
-#: most previews ``partial_images`` may ask for per output
-MAX_PARTIAL_IMAGES = 16
+__all__ = ["PreviewRelay", "ProgressRelay", "encode_preview", "wants_preview"]
 
 
 def _wrap_callback_error(name: str, event: str, exc: Exception) -> BackendError:
@@ -75,14 +71,14 @@ def check_preview_options(
     callback: Any, every: Any, count: Any
 ) -> tuple[Optional[Callable[[PreviewEvent], None]], Optional[int], Optional[int]]:
     """Validate ``on_preview``, ``preview_every`` and ``partial_images`` (one schedule at most)."""
-    from ._validation import check_int
+    from ._validation import check_ranged
 
     if callback is not None and not callable(callback):
         raise InvalidRequestError(
             "'on_preview' must be a callable taking a PreviewEvent.", param="on_preview"
         )
-    every = check_int(every, "preview_every", lo=1, hi=10_000)
-    count = check_int(count, "partial_images", lo=0, hi=MAX_PARTIAL_IMAGES)
+    every = check_ranged(every, "preview_every")
+    count = check_ranged(count, "partial_images")
     if every is not None and count is not None:
         raise InvalidRequestError(
             "Give 'preview_every' (a preview every N steps) or 'partial_images' (N previews spread over "

@@ -11,70 +11,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from . import _params
 from .errors import InvalidRequestError
 from .types import LoRAAdapterSpec
 
-MAX_DIMENSION = 16384
-MAX_STEPS = 10_000
-MAX_PROMPT_CHARS = 100_000
-MAX_FRAMES = 10_000
-MAX_FPS = 240
-MAX_BATCH = 64
-MAX_SEED = 2**63 - 1
-
-#: First-class parameters of each task (besides the positional prompt/image arguments).
-_IMAGE_COMMON = ("negative_prompt", "width", "height", "steps", "guidance_scale", "seed", "lora_adapters")
-_RUNTIME = ("extra", "on_progress", "cancel", "on_preview", "preview_every", "partial_images")
+#: First-class parameters of each task (besides the positional prompt/image arguments), from
+#: the parameter table (:mod:`abstractvision._params`).
+TASK_PARAMS: dict[str, tuple[str, ...]] = {task: _params.task_params(task) for task in _params.ALL_TASKS}
+_RUNTIME = tuple(n for n, r in _params.PARAMS.items() if r.get("runtime"))
 #: How the result is written and checked (handled by the manager, never sent to a backend).
-VIDEO_OUTPUT_OPTIONS = ("embed_metadata", "on_size_mismatch", "ignored_parameters")
-IMAGE_OUTPUT_OPTIONS = ("output_format", "output_compression", *VIDEO_OUTPUT_OPTIONS)
-_IMAGE_OUT = (*_RUNTIME, *IMAGE_OUTPUT_OPTIONS)
-_VIDEO_OUT = (*_RUNTIME, *VIDEO_OUTPUT_OPTIONS)
-TASK_PARAMS: dict[str, tuple[str, ...]] = {
-    "text_to_image": ("prompt", *_IMAGE_COMMON, *_IMAGE_OUT),
-    "image_to_image": (
-        "prompt",
-        "image",
-        "mask",
-        "reference_images",
-        "strength",
-        *_IMAGE_COMMON,
-        *_IMAGE_OUT,
-    ),
-    "image_upscale": (
-        "image",
-        "prompt",
-        "negative_prompt",
-        "scale",
-        "steps",
-        "guidance_scale",
-        "seed",
-        *_IMAGE_OUT,
-    ),
-    "text_to_video": ("prompt", *_IMAGE_COMMON, "num_frames", "fps", *_VIDEO_OUT),
-    "image_to_video": ("image", "prompt", *_IMAGE_COMMON, "num_frames", "fps", *_VIDEO_OUT),
-    "multi_view_image": (
-        "prompt",
-        "reference_image",
-        "angles",
-        "negative_prompt",
-        "width",
-        "height",
-        "steps",
-        "guidance_scale",
-        "strength",
-        "seed",
-        "strategy",
-        *_IMAGE_OUT,
-    ),
-}
+IMAGE_OUTPUT_OPTIONS = tuple(n for n, r in _params.PARAMS.items() if r.get("output"))
+VIDEO_OUTPUT_OPTIONS = tuple(
+    n for n in IMAGE_OUTPUT_OPTIONS if _params.VIDEO_TASKS[0] in _params.PARAMS[n]["tasks"]
+)
 
 #: The generation parameters a backend may honour or ignore (see
 #: :attr:`~abstractvision.types.VisionBackendCapabilities.honoured_parameters`): everything
 #: a task takes except its required inputs (the prompt where it is required, the input
 #: image), the multi-view plan and the manager's own options.
 _NOT_GENERATION = {"image", "reference_image", "angles", "strategy", *_RUNTIME, *IMAGE_OUTPUT_OPTIONS}
-_PROMPT_REQUIRED = ("text_to_image", "image_to_image", "text_to_video", "multi_view_image")
+_PROMPT_REQUIRED = _params.PROMPT_REQUIRED
 GENERATION_PARAMS: dict[str, tuple[str, ...]] = {
     task: tuple(
         p for p in names if p not in _NOT_GENERATION and not (p == "prompt" and task in _PROMPT_REQUIRED)
@@ -138,9 +94,10 @@ def check_prompt(value: Any, *, name: str = "prompt", required: bool = True) -> 
         raise InvalidRequestError(f"'{name}' must be a string, got {type(value).__name__}.", param=name)
     if required and not value.strip():
         raise InvalidRequestError(f"'{name}' is empty: describe what to generate.", param=name)
-    if len(value) > MAX_PROMPT_CHARS:
+    limit = _params.PARAMS[name]["max_length"]
+    if len(value) > limit:
         raise InvalidRequestError(
-            f"'{name}' is {len(value)} characters long; the limit is {MAX_PROMPT_CHARS}.", param=name
+            f"'{name}' is {len(value)} characters long; the limit is {limit}.", param=name
         )
     if "\x00" in value:
         raise InvalidRequestError(f"'{name}' contains a NUL character (\\x00); remove it.", param=name)
@@ -250,32 +207,39 @@ def check_lora_adapters(value: Any) -> tuple[LoRAAdapterSpec, ...]:
             raise InvalidRequestError(
                 "'lora_adapters': a LoRA 'source' must be a non-empty string.", param="lora_adapters"
             )
-        check_float(spec.scale, "lora_adapters.scale", lo=-10.0, hi=10.0)
+        row = _params.PARAMS["lora_adapters"]
+        check_float(spec.scale, "lora_adapters.scale", lo=row["scale_min"], hi=row["scale_max"])
         out.append(spec)
     return tuple(out)
 
 
+def check_ranged(value: Any, name: str) -> Any:
+    """``value`` checked against the table row ``name`` (an ``int`` or ``number`` row)."""
+    row = _params.PARAMS[name]
+    if row["type"] == "int":
+        return check_int(value, name, lo=row["min"], hi=row["max"])
+    return check_float(value, name, lo=row["min"], hi=row["max"], lo_open=bool(row.get("min_exclusive")))
+
+
+_SPECIAL_CHECKS = {
+    "negative_prompt": lambda v: check_prompt(v, name="negative_prompt", required=False),
+    "extra": check_extra,
+    "on_progress": check_callback,
+    "cancel": check_cancel,
+    "lora_adapters": check_lora_adapters,
+}
+#: the runtime and output rows with bounds are checked where they are taken apart
+_CHECKED_ELSEWHERE = {n for n, r in _params.PARAMS.items() if r.get("runtime") or r.get("output")}
+
+
 def check_common(params: dict[str, Any]) -> dict[str, Any]:
-    """Validate the typed scalar parameters in place (returns ``params``)."""
-    checks = {
-        "width": lambda v: check_int(v, "width", lo=1, hi=MAX_DIMENSION),
-        "height": lambda v: check_int(v, "height", lo=1, hi=MAX_DIMENSION),
-        "steps": lambda v: check_int(v, "steps", lo=1, hi=MAX_STEPS),
-        "seed": lambda v: check_int(v, "seed", lo=0, hi=MAX_SEED),
-        "num_frames": lambda v: check_int(v, "num_frames", lo=1, hi=MAX_FRAMES),
-        "fps": lambda v: check_int(v, "fps", lo=1, hi=MAX_FPS),
-        "guidance_scale": lambda v: check_float(v, "guidance_scale", lo=0.0, hi=1000.0),
-        "strength": lambda v: check_float(v, "strength", lo=0.0, hi=1.0, lo_open=True),
-        "scale": lambda v: check_float(v, "scale", lo=1.0, hi=16.0),
-        "negative_prompt": lambda v: check_prompt(v, name="negative_prompt", required=False),
-        "extra": check_extra,
-        "on_progress": check_callback,
-        "cancel": check_cancel,
-        "lora_adapters": check_lora_adapters,
-    }
-    for name, check in checks.items():
-        if name in params:
-            params[name] = check(params[name])
+    """Validate the typed scalar parameters in place (returns ``params``), by the table's bounds."""
+    for name in list(params):
+        row = _params.PARAMS.get(name)
+        if name in _SPECIAL_CHECKS:
+            params[name] = _SPECIAL_CHECKS[name](params[name])
+        elif row is not None and row["type"] in ("int", "number") and name not in _CHECKED_ELSEWHERE:
+            params[name] = check_ranged(params[name], name)
     return params
 
 
@@ -287,11 +251,12 @@ def plan_seeds(
     Every output of a batch gets a known seed so any image can be reproduced alone.
     ``count_name`` is the parameter the caller used (``count`` or ``n``), for messages.
     """
-    n = check_int(count, count_name, lo=1, hi=MAX_BATCH)
+    batch, seed_max = _params.PARAMS["count"], _params.PARAMS["seed"]["max"]
+    n = check_int(count, count_name, lo=batch["min"], hi=batch["max"])
     if seeds is not None:
         if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
             raise InvalidRequestError("'seeds' must be a list of integers.", param="seeds")
-        planned = tuple(check_int(s, "seeds[]", lo=0, hi=MAX_SEED) for s in seeds)
+        planned = tuple(check_int(s, "seeds[]", lo=0, hi=seed_max) for s in seeds)
         if not planned:
             raise InvalidRequestError("'seeds' is empty.", param="seeds")
         if count is not None and n != len(planned):
@@ -302,10 +267,10 @@ def plan_seeds(
         return planned  # type: ignore[return-value]
     if n is None:
         n = 1
-    base = check_int(seed, "seed", lo=0, hi=MAX_SEED)
+    base = check_ranged(seed, "seed")
     if base is not None:
-        if base + n - 1 > MAX_SEED:
-            raise InvalidRequestError(f"seed + count exceeds the largest seed {MAX_SEED}.", param="seed")
+        if base + n - 1 > seed_max:
+            raise InvalidRequestError(f"seed + count exceeds the largest seed {seed_max}.", param="seed")
         return tuple(base + i for i in range(n))
     # a random base with consecutive seeds: still one known seed per output, and HTTP
     # backends can send the whole batch as one request (`seed`, numbered seed+i by servers)
@@ -322,9 +287,9 @@ def check_task(task: Any) -> Optional[str]:
     return task
 
 
-EMBED_POLICIES = ("none", "parameters", "full")
-OUTPUT_FORMATS = ("png", "jpeg", "webp")
-SIZE_MISMATCH_POLICIES = ("allow", "error")
+EMBED_POLICIES: tuple[str, ...] = _params.PARAMS["embed_metadata"]["choices"]
+OUTPUT_FORMATS: tuple[str, ...] = _params.PARAMS["output_format"]["choices"]
+SIZE_MISMATCH_POLICIES: tuple[str, ...] = _params.PARAMS["on_size_mismatch"]["choices"]
 
 
 def _check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
@@ -354,7 +319,7 @@ def check_output_format(value: Any) -> Optional[str]:
 
 def check_output_compression(value: Any, output_format: Optional[str]) -> Optional[int]:
     """Encoder quality 0-100 (100 = best quality, OpenAI's default); only for jpeg and webp."""
-    quality = check_int(value, "output_compression", lo=0, hi=100)
+    quality = check_ranged(value, "output_compression")
     if quality is not None and output_format not in ("jpeg", "webp"):
         shown = f"output_format={output_format!r}" if output_format else "no output_format"
         raise InvalidRequestError(
@@ -368,7 +333,7 @@ def check_output_compression(value: Any, output_format: Optional[str]) -> Option
 #: What a file carries when the caller does not say (see docs/reproducibility.md): nothing.
 #: Prompts leak through shared images; the full provenance stays in the returned metadata
 #: and the store's sidecar, and ``embed_metadata="parameters"`` or ``"full"`` opts in.
-DEFAULT_EMBED_METADATA = "none"
+DEFAULT_EMBED_METADATA: str = _params.PARAMS["embed_metadata"]["default"]
 
 
 @dataclass(frozen=True)
@@ -376,7 +341,7 @@ class OutputOptions:
     """How a call's results are written and checked (the manager's job, never the backend's)."""
 
     embed_metadata: str = DEFAULT_EMBED_METADATA
-    on_size_mismatch: str = "allow"
+    on_size_mismatch: str = _params.PARAMS["on_size_mismatch"]["default"]
     output_format: Optional[str] = None
     output_compression: Optional[int] = None
     #: what the caller's own surface accepted without applying (a server's OpenAI fields such

@@ -152,10 +152,27 @@ def png_file(
 # -- `serve --demo` as a real process (tests/cli/test_serve_demo.py, tests/docs) ------------------
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_healthy(proc: subprocess.Popen[Any], base: str, timeout: float = 60, what: str = "server") -> None:
+    """Return once ``base``/healthz answers 200; fail if ``proc`` exits or ``timeout`` passes."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(f"{what} exited with {proc.returncode}: {proc.communicate()}")
+        assert time.monotonic() < deadline, f"{what} did not start"
+        time.sleep(0.1)
 
 
 @dataclass
@@ -170,13 +187,12 @@ class DemoServer:
 
 def start_demo_server(*extra: str) -> DemoServer:
     """``python -m abstractvision serve --demo --port P``; returns once /healthz answers."""
-    import httpx
     import pytest
 
     pytest.importorskip("torch")
     pytest.importorskip("diffusers")
     pytest.importorskip("starlette")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "abstractvision", "serve", "--demo", "--port", str(port), *extra],
         stdout=subprocess.PIPE,
@@ -185,17 +201,8 @@ def start_demo_server(*extra: str) -> DemoServer:
         env=subprocess_env(),
     )
     server = DemoServer(proc, port)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            raise AssertionError(f"serve --demo exited with {proc.returncode}: {proc.communicate()}")
-        assert time.monotonic() < deadline, "serve --demo did not start"
-        time.sleep(0.2)
+    wait_healthy(proc, server.url, timeout=120, what="serve --demo")
+    return server
 
 
 def stop_demo_server(server: DemoServer) -> tuple[int, str]:

@@ -99,8 +99,8 @@ def test_no_command_prints_help_and_exits_2(cli) -> None:
             "expected a whole number, got 'many'",
             "abstractvision generate --help",
         ),
-        (["generate", "x", "--width", "0"], "must be 1 or more", "abstractvision generate --help"),
-        (["generate", "x", "--seed", "-1"], "must be 0 or more", None),
+        (["generate", "x", "--width", "0"], "must be between 1 and 16384", "abstractvision generate --help"),
+        (["generate", "x", "--seed", "-1"], "must be between 0 and", None),
         (["generate", "x", "--guidance-scale", "nan"], "finite number", None),
         (["generate", "x", "--extra", "novalue"], "expected KEY=VALUE", None),
         (

@@ -171,10 +171,9 @@ def test_serve_embed_metadata_flag_over_an_openai_upstream(openai_server, tmp_pa
     import socket
     import subprocess
     import sys
-    import time
 
     import httpx
-    from cli_helpers import subprocess_env
+    from cli_helpers import subprocess_env, wait_healthy
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -192,16 +191,7 @@ def test_serve_embed_metadata_flag_over_an_openai_upstream(openai_server, tmp_pa
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
+        wait_healthy(proc, base, timeout=60)
         bodies = [{"prompt": "a cat, sitting", "response_format": "b64_json"}] * 2
         files = []
         for body in bodies:

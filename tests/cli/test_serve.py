@@ -6,10 +6,9 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
-from cli_helpers import subprocess_env
+from cli_helpers import subprocess_env, wait_healthy
 
 pytestmark = pytest.mark.server
 
@@ -40,16 +39,7 @@ def test_serve_proxies_an_upstream_and_stops_on_ctrl_c(openai_server, tmp_path) 
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
+        wait_healthy(proc, base, timeout=30)
         headers = {"Authorization": "Bearer server-key-123"}
         assert (
             httpx.post(f"{base}/v1/images/generations", json={"prompt": "x"}, timeout=10).status_code == 401

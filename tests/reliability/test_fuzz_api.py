@@ -49,7 +49,7 @@ from abstractvision import (
     VisionManager,
     VisionModelCapabilitiesRegistry,
     _angles,
-    _validation,
+    _params,
     config,
     is_artifact_ref,
     make_media_ref,
@@ -60,6 +60,8 @@ from abstractvision.types import GeneratedAsset as _Asset
 from fakes import FakeBackend, png_bytes
 from reliability import _corpus
 from reliability._support import STATS, fuzz_settings
+
+_PROMPT_MAX = _params.PARAMS["prompt"]["max_length"]
 
 pytestmark = pytest.mark.timeout(600)  # a whole property; each call must also finish in EXAMPLE_LIMIT_S
 EXAMPLE_LIMIT_S = 60.0
@@ -196,7 +198,7 @@ PROMPTS = st.one_of(
     st.builds(lambda a, b: a + "\x00" + b, st.text(max_size=5), st.text(max_size=5)),
     st.builds(lambda a, s: a + s, st.text(min_size=1, max_size=5), _surrogates),
     st.sampled_from(["a \U0001f600 emoji", "Z̷̢͓a̸l̶g̵o", "\u202eright-to-left", "名前", "\ufeffbom"]),
-    st.sampled_from([_validation.MAX_PROMPT_CHARS - 1, _validation.MAX_PROMPT_CHARS, 1_000_001]).map(
+    st.sampled_from([_PROMPT_MAX - 1, _PROMPT_MAX, 1_000_001]).map(
         lambda n: "x" * n
     ),
     weird,

@@ -189,7 +189,8 @@ def test_no_request_value_reaches_the_filesystem(serve, client, tmp_path):
     r = c.post(
         "/v1/jobs", json={"task": "image_to_image", "prompt": "x", "image": {"$artifact": "../../etc/passwd"}}
     )
-    assert r.status_code == 404
+    # the published ImageInput schema takes 64-hex artifact ids only: refused before any lookup
+    assert r.status_code == 400 and r.json()["error"]["param"] == "image"
     r = c.post(
         "/v1/jobs", json={"task": "text_to_image", "prompt": "x", "lora_adapters": [{"source": str(secret)}]}
     )

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 from .._lazy import lazy_module
-
 from ..errors import CapabilityNotSupportedError, GenerationCancelledError
 from ..types import (
     GeneratedAsset,

@@ -36,9 +36,7 @@ from ..types import (
     VideoGenerationRequest,
     VisionBackendCapabilities,
 )
-from ._openai import flows
-from ._openai import payloads
-from ._openai import profiles
+from ._openai import flows, payloads, profiles
 from ._openai.config import OpenAICompatibleBackendConfig, wire_for
 from ._openai.protocol import BodyReader, Flow, HttpRequest, Reply, Sleep, TruncatedBody, log
 from .base_backend import VisionBackend, honour_all

@@ -10,7 +10,18 @@ from __future__ import annotations
 import argparse
 import re
 
+from .. import _params
 from .._version import __version__
+from .flags import Bounded, add_task_flags, number, port_number, positive_int, task_name
+from .groups import (
+    add_distributed,
+    add_served_models,
+    backend_parent,
+    common_parent,
+    image_file_parent,
+    json_parent,
+    output_parent,
+)
 
 TYPE_CHECKING = False  # not `from typing import ...`: keeps `--help` free of the typing import
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,7 +92,9 @@ class CliParser(argparse.ArgumentParser):
                 flag = word.split("=", 1)[0]
                 if not flag.startswith("--"):
                     continue
-                owners = [prog for prog, sub in _commands(self) if sub is not target and flag in _options(sub)]
+                owners = [
+                    prog for prog, sub in _commands(self) if sub is not target and flag in _options(sub)
+                ]
                 if owners:
                     hints.append(f"{flag} is an option of {_joined(owners)}, not of '{target.prog}'.")
                     continue
@@ -138,364 +151,21 @@ def _joined(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-# -- value types (argparse turns their ValueError/ArgumentTypeError into a usage error) --
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
-
-
-def seed_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def percent(text: str) -> int:
-    value = seed_int(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 100, got {value}")
-    return value
-
-
-def key_value(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
-
-
-#: short task names, accepted wherever a task is typed (--task); listings print the full names
-TASK_ALIASES = {
-    "t2i": "text_to_image",
-    "i2i": "image_to_image",
-    "upscale": "image_upscale",
-    "multi-view": "multi_view_image",
-    "t2v": "text_to_video",
-    "i2v": "image_to_video",
-}
-
-
-def task_name(text: str) -> str:
-    """A task name from its full name (``text_to_video``) or its short one (``t2v``)."""
-    from ..types import TASKS
-
-    wanted = text.strip()
-    name = TASK_ALIASES.get(wanted.lower(), wanted)
-    if name not in TASKS:
-        short = ", ".join(f"{k} ({v})" for k, v in TASK_ALIASES.items())
-        raise argparse.ArgumentTypeError(f"unknown task {text!r}; tasks: {', '.join(TASKS)}; short names: {short}")
-    return name
-
-
-def port_number(text: str) -> int:
-    value = seed_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
-    return value
-
-
-# -- shared flag groups ---------------------------------------------------------------
-
 _FORMATTER = argparse.RawDescriptionHelpFormatter
 
 
-def _common_parent() -> CliParser:
-    parent = CliParser(add_help=False)
-    group = parent.add_argument_group("general")
-    group.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no summary on stderr")
-    group.add_argument(
-        "--debug", action="store_true", help="print the full traceback on errors (or ABSTRACTVISION_DEBUG=1)"
-    )
-    return parent
+class _Commands:
+    """Adds subcommands: each records its handler (``"module:function"``) and its parents."""
 
+    def __init__(self, parser: CliParser) -> None:
+        self.subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
+        self.common, self.backend, self.output = common_parent(), backend_parent(), output_parent()
+        self.as_json = json_parent()
+        self.gen = (self.common, self.backend, self.output)
+        self.image_gen = (*self.gen, image_file_parent())
 
-def _json_parent() -> CliParser:
-    parent = CliParser(add_help=False)
-    parent.add_argument("--json", action="store_true", help="print a machine-readable JSON result on stdout")
-    return parent
-
-
-def _backend_parent(api_key_flag: str = "--api-key", *, serving: bool = False) -> CliParser:
-    parent = CliParser(add_help=False)
-    group = parent.add_argument_group("backend (flags > ABSTRACTVISION_* environment > config file)")
-    group.add_argument(
-        "--backend",
-        metavar="NAME",
-        help="openai | diffusers | sdcpp (ABSTRACTVISION_BACKEND); implied 'openai' by --base-url",
-    )
-    if serving:
-        group.add_argument(
-            "--model",
-            "-m",
-            action="append",
-            default=[],
-            metavar="[NAME=]SPEC",
-            help="a model to serve (hub id, local folder or checkpoint file), repeatable; served as NAME, "
-            "else as its folder/file basename (a hub id as given); the backend flags are shared",
-        )
-    else:
-        group.add_argument("--model", "-m", metavar="ID", help="model id, local folder or checkpoint file")
-    group.add_argument(
-        "--base-url", metavar="URL", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1"
-    )
-    group.add_argument(
-        "--profile",
-        metavar="NAME",
-        help="dialect of the --base-url server: generic | openai | sdcpp (sd-server) | a1111 "
-        "(/sdapi/v1; base URL without /v1) | auto (probe once); ABSTRACTVISION_OPT_PROFILE",
-    )
-    group.add_argument(
-        api_key_flag,
-        dest="api_key",
-        metavar="KEY",
-        help="API key for --base-url (prefer ABSTRACTVISION_API_KEY: flags show up in process lists)",
-    )
-    group.add_argument("--device", metavar="DEV", help="auto | cpu | cuda | cuda:N | mps (local backends)")
-    group.add_argument(
-        "--dtype", metavar="DTYPE", help="float32 | float16 | bfloat16 | auto (local backends)"
-    )
-    group.add_argument(
-        "--allow-download",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="let local backends download missing weights (off by default)",
-    )
-    group.add_argument("--timeout", type=number, metavar="SECONDS", help="request/job deadline in seconds")
-    group.add_argument("--config", metavar="FILE", help="config file (TOML or JSON; ABSTRACTVISION_CONFIG)")
-    group.add_argument(
-        "-O",
-        "--option",
-        action="append",
-        type=key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="backend config option, repeatable (e.g. -O offload=model; ABSTRACTVISION_OPT_<KEY>)",
-    )
-    sdcpp = parent.add_argument_group("stable-diffusion.cpp components (--backend sdcpp)")
-    for flag, what in (
-        ("--diffusion-model", "diffusion model (GGUF/safetensors) of a component model"),
-        ("--vae", "VAE file"),
-        ("--taesd", "TAESD (tiny autoencoder) file"),
-        ("--clip-l", "CLIP-L text encoder file"),
-        ("--clip-g", "CLIP-G text encoder file"),
-        ("--t5xxl", "T5-XXL text encoder file"),
-        ("--llm", "LLM text encoder file (Qwen-Image and similar)"),
-    ):
-        sdcpp.add_argument(flag, metavar="FILE", help=what)
-    return parent
-
-
-def _output_parent() -> CliParser:
-    parent = CliParser(add_help=False)
-    group = parent.add_argument_group("output")
-    group.add_argument(
-        "-o",
-        "--output",
-        metavar="PATH",
-        help="file (several outputs get -1, -2 ... suffixes) or directory (existing, ending in /, "
-        "or without an extension); default: the current directory",
-    )
-    group.add_argument(
-        "--store",
-        nargs="?",
-        const=True,
-        default=False,
-        metavar="URL",
-        help="also keep the outputs in the artifact store: the default one (--store-dir), or the one at "
-        "URL (a folder, file:///dir, s3://bucket/prefix)",
-    )
-    group.add_argument(
-        "--store-dir",
-        metavar="DIR",
-        help="artifact store directory or URL (ABSTRACTVISION_STORE_DIR; s3://... needs the distributed extra)",
-    )
-    group.add_argument(
-        "--json", action="store_true", help="print a JSON result (paths, refs, seeds, timings) on stdout"
-    )
-    group.add_argument(
-        "--embed-metadata",
-        choices=("none", "parameters", "full"),
-        default=None,
-        help="what the files carry: none (default: no text), parameters (the A1111-style "
-        "'parameters' text: prompt, steps, sampler, CFG scale, seed, size, model) or full "
-        "(that plus the JSON provenance)",
-    )
-    group.add_argument(
-        "--previews",
-        metavar="DIR",
-        help="write live previews to DIR while the engine works (STEP-NNNN.jpg per output, and "
-        "latest.jpg, replaced in place); see docs/previews.md",
-    )
-    group.add_argument(
-        "--preview-every", type=int, metavar="N", help="with --previews: a preview every N steps (default 1)"
-    )
-    checks = parent.add_argument_group("checks")
-    checks.add_argument(
-        "--skip-registry-check",
-        action="store_true",
-        help="do not check --model's tasks and parameter limits against the capability registry",
-    )
-    return parent
-
-
-def _image_file_parent() -> CliParser:
-    parent = CliParser(add_help=False)
-    group = parent.add_argument_group("image file")
-    group.add_argument(
-        "--format",
-        dest="output_format",
-        choices=("png", "jpeg", "jpg", "webp"),
-        default=None,
-        help="encode the images as png, jpeg or webp (default: from -o's extension, else what "
-        "the backend returned)",
-    )
-    group.add_argument(
-        "--quality",
-        dest="output_compression",
-        type=percent,
-        metavar="0-100",
-        help="JPEG/WebP quality, 100 = best (OpenAI's output_compression; default 100)",
-    )
-    return parent
-
-
-def _add_sampling(group: Any, *, size: bool = True, negative: bool = True) -> None:
-    if negative:
-        group.add_argument("--negative-prompt", metavar="TEXT", help="what to avoid")
-    if size:
-        group.add_argument("-W", "--width", type=positive_int, metavar="PX", help="output width in pixels")
-        group.add_argument("-H", "--height", type=positive_int, metavar="PX", help="output height in pixels")
-    group.add_argument("-s", "--steps", type=positive_int, metavar="N", help="denoising steps")
-    group.add_argument("-g", "--guidance-scale", type=number, metavar="X", help="classifier-free guidance")
-    group.add_argument(
-        "--seed", type=seed_int, metavar="N", help="random seed (batches use seed, seed+1, ...)"
-    )
-
-
-def _add_extra(group: Any) -> None:
-    group.add_argument(
-        "-x",
-        "--extra",
-        action="append",
-        type=key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="backend-specific request parameter, repeatable (numbers, true/false and JSON are parsed)",
-    )
-
-
-def _add_count(group: Any) -> None:
-    group.add_argument("-c", "--count", type=positive_int, metavar="N", help="number of outputs (one batch)")
-
-
-def _add_lora(group: Any) -> None:
-    group.add_argument(
-        "--lora",
-        action="append",
-        default=[],
-        metavar="SOURCE[:SCALE]",
-        help="LoRA adapter (path or hub id), repeatable (diffusers)",
-    )
-
-
-def _add_frames(group: Any) -> None:
-    group.add_argument("-f", "--frames", type=positive_int, metavar="N", help="number of video frames")
-    group.add_argument("--fps", type=positive_int, metavar="N", help="frames per second of the video")
-
-
-def _add_served_models(p: Any, *, load_flag: bool) -> None:
-    """The flags that name the served models (``serve`` and ``worker``)."""
-    g = p.add_argument_group("models")
-    g.add_argument(
-        "--served-model-name",
-        metavar="NAME",
-        help="public name of the single --model (default: its folder/file basename, or the hub id)",
-    )
-    g.add_argument(
-        "--models-file",
-        metavar="FILE",
-        help="TOML (or JSON) file of [models.NAME] tables, each with its own backend and options",
-    )
-    g.add_argument(
-        "--discover",
-        action="store_true",
-        help="also serve every model found on this machine (HF cache, --models-dir; see 'models --local')",
-    )
-    g.add_argument(
-        "--models-dir",
-        metavar="DIR",
-        help="folder of local models for --discover (ABSTRACTVISION_MODELS_DIR)",
-    )
-    g.add_argument(
-        "--max-loaded",
-        type=positive_int,
-        metavar="N",
-        help="most models holding weights at once; the least recently used idle one is unloaded "
-        "to load another (default: no limit)",
-    )
-    if load_flag:
-        g.add_argument(
-            "--preload",
-            action="store_true",
-            help="load the models before accepting requests (up to --max-loaded)",
-        )
-
-
-def _add_distributed(g: Any) -> None:
-    """Settings an API node and its workers share (``serve --broker`` and ``worker``)."""
-    g.add_argument(
-        "--store",
-        dest="store_url",
-        metavar="URL",
-        help="the artifact store every node and worker shares: s3://BUCKET/PREFIX, file:///DIR or a "
-        "folder (ABSTRACTVISION_STORE_DIR); S3 credentials and endpoint from the AWS_* environment",
-    )
-    g.add_argument(
-        "--prefix",
-        default=None,
-        metavar="NAME",
-        help="Redis key and queue prefix of this deployment (default av; ABSTRACTVISION_PREFIX)",
-    )
-
-
-def build_parser() -> CliParser:
-    """The full ``abstractvision`` parser."""
-    common, backend, output, as_json = _common_parent(), _backend_parent(), _output_parent(), _json_parent()
-    parser = CliParser(
-        prog="abstractvision",
-        description="Generate and edit images and videos from the shell, on OpenAI-compatible, "
-        "Diffusers or stable-diffusion.cpp backends.",
-        epilog=EPILOG,
-        formatter_class=_FORMATTER,
-    )
-    parser.add_argument("-V", "--version", action="version", version=f"abstractvision {__version__}")
-    parser.set_defaults(handler=None)
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
-
-    def command(name: str, handler: str, summary: str, parents: Sequence[CliParser], **kw: Any) -> CliParser:
-        sub: CliParser = commands.add_parser(
+    def __call__(self, name: str, handler: str, summary: str, parents: Sequence[Any], **kw: Any) -> CliParser:
+        sub: CliParser = self.subparsers.add_parser(
             name,
             help=summary,
             description=kw.pop("description", summary),
@@ -507,16 +177,13 @@ def build_parser() -> CliParser:
         sub.set_defaults(handler=handler, command=name)
         return sub
 
-    gen = (common, backend, output)
-    image_gen = (common, backend, output, _image_file_parent())
 
+def _add_task_commands(command: _Commands) -> None:
+    """One command per task; its generation flags come from the parameter table."""
+    gen, image_gen = command.gen, command.image_gen
     p = command("generate", "tasks:generate", "text to image", image_gen)
     p.add_argument("prompt", help="what to draw")
-    g = p.add_argument_group("generation")
-    _add_sampling(g)
-    _add_count(g)
-    _add_lora(g)
-    _add_extra(g)
+    add_task_flags(p.add_argument_group("generation"), "text_to_image")
 
     p = command(
         "edit",
@@ -531,28 +198,17 @@ def build_parser() -> CliParser:
         "-i", "--image", required=True, metavar="FILE", help="input image (path, '-' for stdin, artifact:ID)"
     )
     g.add_argument("--mask", metavar="FILE", help="inpainting mask, same size as the image (white = repaint)")
-    g.add_argument("--strength", type=number, metavar="X", help="how much to change, 0 < X <= 1")
-    _add_sampling(g)
-    _add_count(g)
-    _add_lora(g)
-    _add_extra(g)
+    add_task_flags(g, "image_to_image")
 
     p = command("upscale", "tasks:upscale", "upscale an image", image_gen)
     p.add_argument("image", metavar="IMAGE", help="input image (path, '-' for stdin, artifact:ID)")
     g = p.add_argument_group("generation")
-    g.add_argument("--scale", type=number, metavar="X", help="upscale factor (for example 2 or 4)")
     g.add_argument("-p", "--prompt", metavar="TEXT", help="optional text guidance (diffusion upscalers)")
-    _add_sampling(g, size=False)
-    _add_extra(g)
+    add_task_flags(g, "image_upscale", {"scale": "upscale factor (for example 2 or 4)"})
 
     p = command("video", "tasks:video", "text to video", gen, aliases=["t2v"])
     p.add_argument("prompt", help="what to film")
-    g = p.add_argument_group("generation")
-    _add_frames(g)
-    _add_sampling(g)
-    _add_count(g)
-    _add_lora(g)
-    _add_extra(g)
+    add_task_flags(p.add_argument_group("generation"), "text_to_video")
 
     p = command("i2v", "tasks:i2v", "image to video (animate an image)", gen)
     p.add_argument("prompt", nargs="?", help="optional motion guidance")
@@ -560,11 +216,7 @@ def build_parser() -> CliParser:
     g.add_argument(
         "-i", "--image", required=True, metavar="FILE", help="image to animate (path, '-', artifact:ID)"
     )
-    _add_frames(g)
-    _add_sampling(g)
-    _add_count(g)
-    _add_lora(g)
-    _add_extra(g)
+    add_task_flags(g, "image_to_video")
 
     p = command("angles", "tasks:angles", "multi-view images of one subject", image_gen)
     p.add_argument("prompt", help="the subject")
@@ -575,12 +227,16 @@ def build_parser() -> CliParser:
     g.add_argument(
         "--angles",
         metavar="LIST",
-        help="comma-separated angle names or degrees (default: front,three_quarter,side,back)",
+        help="comma-separated angle names or degrees (default: "
+        + ",".join(_params.PARAMS["angles"]["default"])
+        + ")",
     )
-    g.add_argument("--strength", type=number, metavar="X", help="how far views may depart from the reference")
-    _add_sampling(g)
-    _add_extra(g)
+    add_task_flags(g, "multi_view_image", {"strength": "how far views may depart from the reference"})
 
+
+def _add_catalog_commands(command: _Commands) -> None:
+    """``models`` (the registry, or what is on this machine) and ``provider-models``."""
+    common, backend, as_json = command.common, command.backend, command.as_json
     p = command(
         "models",
         "catalog:models",
@@ -595,7 +251,11 @@ def build_parser() -> CliParser:
     )
     p.add_argument("model_id", nargs="?", metavar="MODEL", help="show this model (id or alias)")
     p.add_argument(
-        "-t", "--task", type=task_name, metavar="TASK", help="only models supporting TASK (text_to_image or t2i ...)"
+        "-t",
+        "--task",
+        type=task_name,
+        metavar="TASK",
+        help="only models supporting TASK (text_to_image or t2i ...)",
     )
     p.add_argument("--backend", metavar="NAME", help="only models that run on this backend")
     p.add_argument("--tasks", dest="list_tasks", action="store_true", help="list the task names instead")
@@ -614,8 +274,17 @@ def build_parser() -> CliParser:
         "the configured backend's model catalog",
         (common, backend, as_json),
     )
-    p.add_argument("-t", "--task", type=task_name, metavar="TASK", help="only models advertising TASK (or its short name)")
+    p.add_argument(
+        "-t",
+        "--task",
+        type=task_name,
+        metavar="TASK",
+        help="only models advertising TASK (or its short name)",
+    )
 
+
+def _add_store_command(command: _Commands) -> None:
+    common, as_json = command.common, command.as_json
     p = command(
         "store",
         "store:dispatch",
@@ -628,31 +297,31 @@ def build_parser() -> CliParser:
     store_cmds.required = True
     store_parent = CliParser(add_help=False)
     store_parent.add_argument("--store-dir", metavar="DIR", help="store directory (ABSTRACTVISION_STORE_DIR)")
-    sp = store_cmds.add_parser(
-        "list", help="list artifacts, newest first", parents=[common, as_json, store_parent], aliases=["ls"]
+    parents: list[Any] = [common, as_json, store_parent]
+    sp = store_cmds.add_parser("list", help="list artifacts, newest first", parents=parents, aliases=["ls"])
+    sp.add_argument(
+        "-t", "--task", type=task_name, metavar="TASK", help="only artifacts of this task (or its short name)"
     )
-    sp.add_argument("-t", "--task", type=task_name, metavar="TASK", help="only artifacts of this task (or its short name)")
     sp.add_argument(
         "--type", dest="content_type", metavar="MIME", help="MIME prefix, e.g. image/ or video/mp4"
     )
     sp.add_argument("-l", "--limit", type=positive_int, metavar="N", help="at most N artifacts")
-    sp = store_cmds.add_parser("show", help="an artifact's metadata", parents=[common, as_json, store_parent])
+    sp = store_cmds.add_parser("show", help="an artifact's metadata", parents=parents)
     sp.add_argument("artifact_id", metavar="ID")
-    sp = store_cmds.add_parser(
-        "export", help="copy an artifact to a file", parents=[common, as_json, store_parent]
-    )
+    sp = store_cmds.add_parser("export", help="copy an artifact to a file", parents=parents)
     sp.add_argument("artifact_id", metavar="ID")
     sp.add_argument("-o", "--output", metavar="PATH", help="file or directory (default: current directory)")
-    sp = store_cmds.add_parser(
-        "delete", help="delete artifacts", parents=[common, as_json, store_parent], aliases=["rm"]
-    )
+    sp = store_cmds.add_parser("delete", help="delete artifacts", parents=parents, aliases=["rm"])
     sp.add_argument("artifact_ids", nargs="+", metavar="ID")
 
+
+def _add_serve_command(command: _Commands) -> None:
+    common = command.common
     p = command(
         "serve",
         "serve:serve",
         "run the HTTP server (OpenAI-compatible API, jobs, playground)",
-        (common, _backend_parent(api_key_flag="--backend-api-key", serving=True)),
+        (common, backend_parent(api_key_flag="--backend-api-key", serving=True)),
         description="Serve one or several models over HTTP: OpenAI-compatible /v1/images/* and "
         "/v1/videos*, /v1/models, a job API with live progress, and a browser playground at /.\n\n"
         "  abstractvision serve --demo                        (two tiny noise models, no download)\n"
@@ -662,7 +331,7 @@ def build_parser() -> CliParser:
         "  abstractvision serve --discover                    (every local model: models --local)\n"
         '  abstractvision serve --host 0.0.0.0 --api-key "$KEY" ...   (non-local binds need a key)',
     )
-    _add_served_models(p, load_flag=True)
+    add_served_models(p, load_flag=True)
     p.add_argument(
         "--demo",
         action="store_true",
@@ -677,7 +346,7 @@ def build_parser() -> CliParser:
         help="run as an API node: jobs go to workers through this Redis (redis://HOST:6379/0); "
         "no engine is loaded here (ABSTRACTVISION_BROKER)",
     )
-    _add_distributed(g)
+    add_distributed(g)
     g = p.add_argument_group("server")
     g.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     g.add_argument("--port", type=port_number, default=8000, help="port (default 8000)")
@@ -712,7 +381,7 @@ def build_parser() -> CliParser:
     )
     g.add_argument(
         "--embed-metadata",
-        choices=("none", "parameters", "full"),
+        choices=_params.PARAMS["embed_metadata"]["choices"],
         default=None,
         help="what result files carry: none (default), parameters (A1111-style text) or full "
         "(plus the JSON provenance)",
@@ -724,25 +393,28 @@ def build_parser() -> CliParser:
         help="server log level (default info)",
     )
 
+
+def _add_worker_command(command: _Commands) -> None:
+    common = command.common
     p = command(
         "worker",
         "worker:worker",
         "a worker of the distributed mode: runs the jobs of its models from their Redis queues",
-        (common, _backend_parent(api_key_flag="--backend-api-key", serving=True)),
+        (common, backend_parent(api_key_flag="--backend-api-key", serving=True)),
         description="Load the models (same flags and names as serve) and run their jobs, taken from "
         "Celery queues on the broker; results go to the shared store. One process per GPU.\n\n"
         "  abstractvision worker --broker redis://10.0.0.5:6379/0 --store s3://media/av \\\n"
         "      --backend diffusers --model sdxl=/models/sdxl-turbo\n"
         "See docs/scale-out.md.",
     )
-    _add_served_models(p, load_flag=False)
+    add_served_models(p, load_flag=False)
     g = p.add_argument_group("distributed mode (docs/scale-out.md)")
     g.add_argument(
         "--broker",
         metavar="URL",
         help="the Redis of the deployment: redis://HOST:6379/0 (ABSTRACTVISION_BROKER)",
     )
-    _add_distributed(g)
+    add_distributed(g)
     g.add_argument(
         "--heartbeat",
         type=number,
@@ -773,6 +445,9 @@ def build_parser() -> CliParser:
         help="worker log level (default warning)",
     )
 
+
+def _add_doctor_and_demo(command: _Commands) -> None:
+    common, backend, as_json = command.common, command.backend, command.as_json
     p = command(
         "doctor",
         "doctor:doctor",
@@ -799,11 +474,31 @@ def build_parser() -> CliParser:
     )
     p.add_argument("--prompt", default="a lighthouse at dusk", help="prompt (it has no visible effect)")
     p.add_argument(
-        "-s", "--steps", type=positive_int, default=4, metavar="N", help="denoising steps (default 4)"
+        "-s", "--steps", type=Bounded("steps"), default=4, metavar="N", help="denoising steps (default 4)"
     )
     p.add_argument(
-        "--size", type=positive_int, default=64, metavar="PX", help="width and height (default 64)"
+        "--size", type=Bounded("width"), default=64, metavar="PX", help="width and height (default 64)"
     )
-    p.add_argument("--seed", type=seed_int, default=0, metavar="N", help="seed (default 0)")
+    p.add_argument("--seed", type=Bounded("seed"), default=0, metavar="N", help="seed (default 0)")
     p.add_argument("--device", default="cpu", metavar="DEV", help="cpu (default), auto, cuda, mps")
+
+
+def build_parser() -> CliParser:
+    """The full ``abstractvision`` parser."""
+    parser = CliParser(
+        prog="abstractvision",
+        description="Generate and edit images and videos from the shell, on OpenAI-compatible, "
+        "Diffusers or stable-diffusion.cpp backends.",
+        epilog=EPILOG,
+        formatter_class=_FORMATTER,
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"abstractvision {__version__}")
+    parser.set_defaults(handler=None)
+    command = _Commands(parser)
+    _add_task_commands(command)
+    _add_catalog_commands(command)
+    _add_store_command(command)
+    _add_serve_command(command)
+    _add_worker_command(command)
+    _add_doctor_and_demo(command)
     return parser

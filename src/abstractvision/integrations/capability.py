@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Optional, Union
+from collections.abc import Callable, Mapping
+from typing import Any, Optional
 
 from ..config import BackendSettings, create_backend, resolve_settings
 from ..errors import InvalidRequestError
@@ -39,6 +39,7 @@ from ._bindings import (
     provider_name,
     settings_from_owner,
 )
+from ._capability_tasks import TaskMethods
 from ._catalog import LocalCatalog
 
 __all__ = ["DEFAULT_BACKEND_ID", "AbstractVisionCapability"]
@@ -52,9 +53,6 @@ NO_BACKEND_MESSAGE = (
     "or pass model= one of list_provider_models() (models found on this machine)."
 )
 
-ArtifactRef = dict[str, Any]
-ImageArg = Union[bytes, ArtifactRef, str]
-Output = Union[bytes, ArtifactRef]
 
 _IMAGE_TASK_OPS = {
     "text_to_image": ("t2i", ["text"], ["image"], ["prompt"]),
@@ -79,7 +77,7 @@ def _plain(out: Any) -> Any:
     return out
 
 
-class AbstractVisionCapability:
+class AbstractVisionCapability(TaskMethods):
     """AbstractCore ``VisionCapability`` on abstractvision backends.
 
     Args:
@@ -246,193 +244,6 @@ class AbstractVisionCapability:
             out = getattr(manager, method)(*args, **kwargs)
             binding.touch(task)
         return _plain(out)
-
-    # -- tasks (AbstractCore VisionCapability) -----------------------------------------
-
-    def t2i(
-        self,
-        prompt: str,
-        *,
-        artifact_store: Any = None,
-        run_id: Optional[str] = None,
-        tags: Optional[dict[str, str]] = None,
-        metadata: Optional[dict[str, Any]] = None,
-        **kwargs: Any,
-    ) -> Output:
-        """Text to image: PNG (or the backend's format) bytes, or an artifact ref."""
-        return self._call(
-            "text_to_image", "generate_image", (prompt,), kwargs,
-            artifact_store=artifact_store, run_id=run_id, tags=tags, metadata=metadata,
-        )  # fmt: skip
-
-    def t2i_batch(
-        self,
-        prompt: str,
-        *,
-        artifact_store: Any = None,
-        run_id: Optional[str] = None,
-        tags: Optional[dict[str, str]] = None,
-        metadata: Optional[dict[str, Any]] = None,
-        count: int = 1,
-        seeds: Optional[Sequence[int]] = None,
-        **kwargs: Any,
-    ) -> list[Output]:
-        """``count`` images (one engine call where the backend batches natively)."""
-        kwargs.update(count=count if seeds is None else len(seeds), seeds=seeds)
-        return self._call(
-            "text_to_image", "generate_image_batch", (prompt,), kwargs,
-            artifact_store=artifact_store, run_id=run_id, tags=tags, metadata=metadata,
-        )  # fmt: skip
-
-    def i2i(
-        self,
-        prompt: str,
-        image: ImageArg,
-        *,
-        mask: Optional[ImageArg] = None,
-        artifact_store: Any = None,
-        run_id: Optional[str] = None,
-        tags: Optional[dict[str, str]] = None,
-        metadata: Optional[dict[str, Any]] = None,
-        **kwargs: Any,
-    ) -> Output:
-        """Image to image; inpainting when ``mask`` is given (white = repaint)."""
-        return self._call(
-            "image_to_image", "edit_image", (prompt,), kwargs,
-            artifact_store=artifact_store, run_id=run_id, tags=tags, metadata=metadata,
-            images={"image": image, "mask": mask},
-        )  # fmt: skip
-
-    def i2i_batch(
-        self,
-        prompt: str,
-        image: ImageArg,
-        *,
-        mask: Optional[ImageArg] = None,
-        artifact_store: Any = None,
-        run_id: Optional[str] = None,
-        tags: Optional[dict[str, str]] = None,
-        metadata: Optional[dict[str, Any]] = None,
-        count: int = 1,
-        seeds: Optional[Sequence[int]] = None,
-        **kwargs: Any,
-    ) -> list[Output]:
-        kwargs.update(count=count if seeds is None else len(seeds), seeds=seeds)
-        return self._call(
-            "image_to_image", "edit_image_batch", (prompt,), kwargs,
-            artifact_store=artifact_store, run_id=run_id, tags=tags, metadata=metadata,
-            images={"image": image, "mask": mask},
-        )  # fmt: skip
-
-    def upscale_image(
-        self,
-        image: ImageArg,
-        *,
-        artifact_store: Any = None,
-        run_id: Optional[str] = None,
-        tags: Optional[dict[str, str]] = None,
-        metadata: Optional[dict[str, Any]] = None,
-        **kwargs: Any,
-    ) -> Output:
-        """A larger version of ``image`` (``scale=`` where the engine takes it)."""
-        return self._call(
-            "image_upscale", "upscale_image", (), kwargs,
-            artifact_store=artifact_store, run_id=run_id, tags=tags, metadata=metadata,
-            images={"image": image},
-        )  # fmt: skip
-
-    def t2v(
-        self,
-        prompt: str,
-        *,
-        artifact_store: Any = None,
-        run_id: Optional[str] = None,
-        tags: Optional[dict[str, str]] = None,
-        metadata: Optional[dict[str, Any]] = None,
-        **kwargs: Any,
-    ) -> Output:
-        """Text to video (usually MP4 bytes)."""
-        return self._call(
-            "text_to_video", "generate_video", (prompt,), kwargs,
-            artifact_store=artifact_store, run_id=run_id, tags=tags, metadata=metadata,
-        )  # fmt: skip
-
-    def t2v_batch(
-        self,
-        prompt: str,
-        *,
-        artifact_store: Any = None,
-        run_id: Optional[str] = None,
-        tags: Optional[dict[str, str]] = None,
-        metadata: Optional[dict[str, Any]] = None,
-        count: int = 1,
-        seeds: Optional[Sequence[int]] = None,
-        **kwargs: Any,
-    ) -> list[Output]:
-        kwargs.update(count=count if seeds is None else len(seeds), seeds=seeds)
-        return self._call(
-            "text_to_video", "generate_video_batch", (prompt,), kwargs,
-            artifact_store=artifact_store, run_id=run_id, tags=tags, metadata=metadata,
-        )  # fmt: skip
-
-    def i2v(
-        self,
-        image: ImageArg,
-        *,
-        prompt: Optional[str] = None,
-        artifact_store: Any = None,
-        run_id: Optional[str] = None,
-        tags: Optional[dict[str, str]] = None,
-        metadata: Optional[dict[str, Any]] = None,
-        **kwargs: Any,
-    ) -> Output:
-        """Image to video: animate ``image``, optionally guided by ``prompt``."""
-        kwargs["prompt"] = prompt
-        return self._call(
-            "image_to_video", "image_to_video", (), kwargs,
-            artifact_store=artifact_store, run_id=run_id, tags=tags, metadata=metadata,
-            images={"image": image},
-        )  # fmt: skip
-
-    def i2v_batch(
-        self,
-        image: ImageArg,
-        *,
-        prompt: Optional[str] = None,
-        artifact_store: Any = None,
-        run_id: Optional[str] = None,
-        tags: Optional[dict[str, str]] = None,
-        metadata: Optional[dict[str, Any]] = None,
-        count: int = 1,
-        seeds: Optional[Sequence[int]] = None,
-        **kwargs: Any,
-    ) -> list[Output]:
-        kwargs.update(prompt=prompt, count=count if seeds is None else len(seeds), seeds=seeds)
-        return self._call(
-            "image_to_video", "image_to_video_batch", (), kwargs,
-            artifact_store=artifact_store, run_id=run_id, tags=tags, metadata=metadata,
-            images={"image": image},
-        )  # fmt: skip
-
-    def multi_view_image(
-        self,
-        prompt: str,
-        *,
-        reference_image: Optional[ImageArg] = None,
-        artifact_store: Any = None,
-        run_id: Optional[str] = None,
-        tags: Optional[dict[str, str]] = None,
-        metadata: Optional[dict[str, Any]] = None,
-        **kwargs: Any,
-    ) -> list[Output]:
-        """One image per angle (``angles=``), each tagged with its angle."""
-        return self._call(
-            "multi_view_image", "generate_angles", (prompt,), kwargs,
-            artifact_store=artifact_store, run_id=run_id, tags=tags, metadata=metadata,
-            images={"reference_image": reference_image},
-        )  # fmt: skip
-
-    # -- catalog ------------------------------------------------------------------------
 
     @staticmethod
     def _check_task(task: Optional[str]) -> Optional[str]:

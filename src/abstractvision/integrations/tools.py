@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
+from .. import _params
 from ..artifacts import is_artifact_ref
 from ..errors import InvalidRequestError
 from . import _inputs
@@ -33,27 +34,49 @@ __all__ = ["TOOL_TASKS", "VisionTool", "make_vision_tools"]
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,256}$")
 
-_P: dict[str, dict[str, Any]] = {
-    "prompt": {"type": "string", "description": "What to generate, in detail."},
-    "negative_prompt": {"type": "string", "description": "What to avoid."},
-    "image": {"type": "string", "description": "Input image: an artifact id (or ref) from an earlier call."},
-    "mask": {"type": "string", "description": "Optional inpainting mask artifact id (white = repaint)."},
-    "reference_image": {"type": "string", "description": "Optional reference image artifact id."},
-    "width": {"type": "integer", "description": "Width in pixels."},
-    "height": {"type": "integer", "description": "Height in pixels."},
-    "steps": {"type": "integer", "description": "Denoising steps (more: slower, finer)."},
-    "guidance_scale": {"type": "number", "description": "Prompt adherence."},
-    "strength": {"type": "number", "description": "How much to change the input (0-1]."},
-    "seed": {"type": "integer", "description": "Seed for a reproducible result."},
-    "num_frames": {"type": "integer", "description": "Number of video frames."},
-    "fps": {"type": "integer", "description": "Video frames per second."},
-    "scale": {"type": "number", "description": "Upscale factor, for example 2 or 4."},
-    "angles": {
-        "type": "array",
-        "items": {"type": "string"},
-        "description": "Views to render, e.g. front, three_quarter, side, back.",
-    },
+#: what an agent may set (from the table's rows for each task); the rest is the host's
+_TOOL_PARAMS = (
+    "prompt",
+    "image",
+    "mask",
+    "reference_image",
+    "angles",
+    "negative_prompt",
+    "width",
+    "height",
+    "steps",
+    "guidance_scale",
+    "strength",
+    "scale",
+    "seed",
+    "num_frames",
+    "fps",
+)
+#: how a tool words what the table says (image inputs are artifact ids in a tool call)
+_TOOL_DOCS = {
+    "prompt": "What to generate, in detail.",
+    "image": "Input image: an artifact id (or ref) from an earlier call.",
+    "mask": "Optional inpainting mask artifact id (white = repaint).",
+    "reference_image": "Optional reference image artifact id.",
+    "steps": "Denoising steps (more: slower, finer).",
+    "seed": "Seed for a reproducible result.",
 }
+
+
+def parameter_schema(name: str) -> dict[str, Any]:
+    """A tool parameter's schema, from the parameter table row ``name`` (read now)."""
+    row = _params.PARAMS[name]
+    description: str = _TOOL_DOCS.get(name) or row["doc"]
+    if row["type"] in ("text", "image"):
+        return {"type": "string", "description": description}
+    if row["type"] == "angles":
+        return {
+            "type": "array",
+            "items": {"type": "string"},
+            "maxItems": row["max_items"],
+            "description": description,
+        }
+    return _params.json_schema(name, description=description)
 
 
 @dataclass(frozen=True)
@@ -63,51 +86,57 @@ class _Spec:
     method: str
     description: str
     when_to_use: str
-    required: tuple[str, ...]
-    optional: tuple[str, ...]
-    images: tuple[str, ...] = ()
     many: bool = False
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        takes = _params.task_params(self.task)
+        prompt = ("prompt",) if self.task in _params.PROMPT_REQUIRED else ()
+        return (*prompt, *(("image",) if "image" in takes else ()))
+
+    @property
+    def optional(self) -> tuple[str, ...]:
+        takes = _params.task_params(self.task)
+        return tuple(n for n in takes if n in _TOOL_PARAMS and n not in self.required)
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        return tuple(n for n in (*self.required, *self.optional) if _params.PARAMS[n]["type"] == "image")
 
 
 _SIZE = ("width", "height")
 _BOUNDS = {"min": "minimum", "max": "maximum", "enum": "enum", "multiple_of": "multipleOf"}
-_IMAGE_OPTS = ("negative_prompt", "width", "height", "steps", "guidance_scale", "seed")
 _SPECS = (
     _Spec(
         "vision_generate_image", "text_to_image", "t2i",
         "Generate an image from a text prompt; returns an artifact ref.",
         "When the user asks for a new picture, illustration or photo from a description.",
-        ("prompt",), _IMAGE_OPTS,
     ),
     _Spec(
         "vision_edit_image", "image_to_image", "i2i",
         "Edit an existing image artifact from a text instruction (optional mask); returns an artifact ref.",
         "When the user wants changes to an image they already have (style, content, inpainting).",
-        ("prompt", "image"), ("mask", "strength", *_IMAGE_OPTS), images=("image", "mask"),
     ),
     _Spec(
         "vision_upscale_image", "image_upscale", "upscale_image",
         "Upscale an image artifact to a higher resolution; returns an artifact ref.",
         "When an image must be larger or sharper without changing its content.",
-        ("image",), ("scale", "prompt", "steps", "seed"), images=("image",),
     ),
     _Spec(
         "vision_generate_video", "text_to_video", "t2v",
         "Generate a short video from a text prompt; returns an artifact ref.",
         "When the user asks for an animation or video clip from a description.",
-        ("prompt",), (*_IMAGE_OPTS, "num_frames", "fps"),
     ),
     _Spec(
         "vision_image_to_video", "image_to_video", "i2v",
         "Animate an image artifact into a short video; returns an artifact ref.",
         "When the user wants an existing image to move or become a video clip.",
-        ("image",), ("prompt", *_IMAGE_OPTS, "num_frames", "fps"), images=("image",),
     ),
     _Spec(
         "vision_multi_view_image", "multi_view_image", "multi_view_image",
         "Render one subject from several camera angles; returns a list of artifact refs.",
         "When consistent views of one object or character are needed (turnarounds, 3D references).",
-        ("prompt",), ("reference_image", "angles", *_IMAGE_OPTS), images=("reference_image",), many=True,
+        many=True,
     ),
 )  # fmt: skip
 
@@ -220,9 +249,9 @@ def make_vision_tools(
         if "image" in spec.required:
             known = {k: v for k, v in known.items() if k not in _SIZE}
         limits = {} if lazy else _limits(capability, spec.task)
-        parameters: dict[str, dict[str, Any]] = {name: dict(_P[name]) for name in spec.required}
+        parameters = {name: parameter_schema(name) for name in spec.required}
         for name in spec.optional:
-            parameters[name] = {**_P[name], **limits.get(name, {}), "default": known.get(name)}
+            parameters[name] = {**parameter_schema(name), **limits.get(name, {}), "default": known.get(name)}
         tools.append(
             VisionTool(
                 name=spec.name,

@@ -20,6 +20,7 @@ from typing import Any, Optional
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from .. import _params
 from .._fileio import extension_for_mime
 from .errors import APIError, bad_request
 from .openai_fields import IMAGE_FIELDS
@@ -28,11 +29,11 @@ from .params import (
     check_image_bytes,
     coerce_form,
     decode_image_input,
+    file_parts,
     openai_mask,
     parse_size,
     read_form,
     read_json,
-    validate_body,
 )
 from .previews import completed_event, partial_event, sse
 from .state import ServerState
@@ -162,12 +163,16 @@ def _stream_options(body: dict[str, Any], params: dict[str, Any]) -> bool:
     partials = body.get("partial_images")
     if body.get("stream") is not True:
         if partials is not None:
-            params["ignored_parameters"] = {"partial_images": "'partial_images' only applies with stream=true"}
+            params["ignored_parameters"] = {
+                "partial_images": "'partial_images' only applies with stream=true"
+            }
         return False
     if (body.get("n") or 1) != 1:
         raise bad_request("stream=true returns one image; use n=1 (or stream=false).", param="n")
     if body.get("response_format") == "url":
-        raise bad_request("stream=true sends the image as b64_json; drop response_format=url.", param="response_format")
+        raise bad_request(
+            "stream=true sends the image as b64_json; drop response_format=url.", param="response_format"
+        )
     if partials:
         params["partial_images"] = partials
     return True
@@ -227,7 +232,7 @@ async def _image_events(request: Request, job: Any, kind: str) -> AsyncIterator[
 async def generate_images(request: Request) -> Response:
     """``POST /v1/images/generations``."""
     state = state_of(request)
-    body = validate_body(await read_json(request), state.schemas["image_generation"])
+    body = state.validators.validate(await read_json(request), "image_generation")
     params = {"prompt": body["prompt"], **_common_params(body, state.opts)}
     return await _run_images(request, "text_to_image", body, params)
 
@@ -235,16 +240,15 @@ async def generate_images(request: Request) -> Response:
 async def edit_images(request: Request) -> Response:
     """``POST /v1/images/edits`` (multipart: ``image`` or ``image[]``, optional ``mask``)."""
     state = state_of(request)
-    schema = state.schemas["image_edit"]
+    schema = state.openapi["components"]["schemas"]["ImageEditRequest"]
     fields, files = await read_form(
         request, file_fields=("image", "image[]", "mask"), multi_files=("image[]",)
     )
-    body = validate_body(coerce_form(fields, schema), schema)
-    images = files.get("image", []) + files.get("image[]", [])
-    if not images:
-        raise bad_request("'image' is required: upload the image to edit as a file part.", param="image")
-    if len(images) > 16:
-        raise bad_request("At most 16 images can be uploaded.", param="image")
+    body = state.validators.validate(file_parts(coerce_form(fields, schema), files, schema), "image_edit")
+    images = files.get("image", []) + files.get("image[]", [])  # the schema requires one of them
+    most = _params.PARAMS["reference_images"]["max_items"]
+    if len(images) > most:  # image and image[] together (the schema bounds each alone)
+        raise bad_request(f"At most {most} images can be uploaded.", param="image")
     opts = state.opts
     params = {"prompt": body["prompt"], **_common_params(body, opts)}
     params["image"] = check_image_bytes(images[0], "image", opts)
@@ -366,13 +370,15 @@ async def create_video(request: Request) -> Response:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     reference: Optional[bytes] = None
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        schema = state.schemas["video_multipart"]
+        schema = state.openapi["components"]["schemas"]["VideoCreateMultipart"]
         fields, files = await read_form(request, file_fields=("input_reference",))
-        body = validate_body(coerce_form(fields, schema), schema)
+        body = state.validators.validate(
+            file_parts(coerce_form(fields, schema), files, schema), "video_multipart"
+        )
         if files.get("input_reference"):
             reference = check_image_bytes(files["input_reference"][0], "input_reference", opts)
     else:
-        body = validate_body(await read_json(request), state.schemas["video_json"])
+        body = state.validators.validate(await read_json(request), "video_json")
         ref = body.get("input_reference")
         if ref is not None:
             reference = _json_reference(ref, state)
@@ -461,7 +467,9 @@ async def list_videos(request: Request) -> Response:
     order = request.query_params.get("order", "desc")
     if order not in ("asc", "desc"):
         raise bad_request(f"'order' must be 'asc' or 'desc', got {order[:20]!r}.", param="order")
-    jobs = sorted(await state.list_jobs(kind="video"), key=lambda j: (j.created_at, j.id), reverse=order == "desc")
+    jobs = sorted(
+        await state.list_jobs(kind="video"), key=lambda j: (j.created_at, j.id), reverse=order == "desc"
+    )
     after = request.query_params.get("after")
     if after:
         ids = [j.id for j in jobs]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from .. import _params
 from ..errors import InvalidRequestError
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "DEFAULT_MAX_IMAGE_PIXELS", "ServerOptions"]
@@ -95,8 +96,9 @@ class ServerOptions:
                 f"embed_metadata must be 'none', 'parameters' or 'full', got {self.embed_metadata!r}.",
                 param="embed_metadata",
             )
-        if self.max_n > 64:
-            raise InvalidRequestError("max_n cannot exceed 64.", param="max_n")
+        most = _params.PARAMS["count"]["max"]
+        if self.max_n > most:
+            raise InvalidRequestError(f"max_n cannot exceed {most} (the largest batch).", param="max_n")
         if self.api_key is not None and (not isinstance(self.api_key, str) or len(self.api_key) < 8):
             raise InvalidRequestError("api_key must be a string of at least 8 characters.", param="api_key")
         for origin in self.cors_origins:

@@ -1,7 +1,7 @@
 """Turn HTTP request bodies into validated manager calls.
 
-Bodies are checked against the same JSON Schemas that ``/openapi.json`` publishes, then
-mapped to a :class:`CallSpec`: the task, the served model asked for, and the manager's
+Bodies are checked against the schemas ``/openapi.json`` publishes (see
+:mod:`abstractvision.server.validation`), then mapped to a :class:`CallSpec`: the task, the served model asked for, and the manager's
 first-class keyword arguments. Image inputs always become ``bytes`` here (uploads, base64
 data URLs, or artifacts of this server's store): no string from a request is ever handed
 to the manager, where it could be read as a file path.
@@ -21,14 +21,12 @@ from typing import Any, Optional
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from .. import _jsonschema
 from .._media import mask_from_openai
-from ..types import TASKS
 from .errors import APIError, bad_request
 from .options import ServerOptions
 from .schemas import requests as schemas
 
-__all__ = ["CallSpec", "openai_mask", "parse_size", "read_form", "read_json", "validate_body"]
+__all__ = ["CallSpec", "coerce_form", "file_parts", "openai_mask", "parse_size", "read_form", "read_json"]
 
 _DATA_URL_RE = re.compile(schemas.DATA_URL_PATTERN)
 _MAX_FORM_FIELDS = 64
@@ -164,6 +162,22 @@ def coerce_form(fields: dict[str, str], schema: dict[str, Any]) -> dict[str, Any
 _BRACKET_RE = re.compile(r"^(\w+)\[(\w+)\]$")
 
 
+def file_parts(
+    fields: dict[str, Any], files: dict[str, list[bytes]], schema: dict[str, Any]
+) -> dict[str, Any]:
+    """``fields`` plus each uploaded file part as the schema's ``format: binary`` string.
+
+    A part stands in as ``"<file>"`` (or ``""`` when it is empty), so the published schema's
+    file rules (required parts, ``minLength``, ``maxItems``) are checked like any other field.
+    """
+    out = dict(fields)
+    props = schema.get("properties", {})
+    for key, parts in files.items():
+        stand_ins = ["<file>" if data else "" for data in parts]
+        out[key] = stand_ins if props.get(key, {}).get("type") == "array" else stand_ins[0]
+    return out
+
+
 def _scalar(text: str) -> Any:
     """A form value inside an object: JSON scalars keep their type (``16`` -> 16)."""
     if text in ("true", "false", "null"):
@@ -184,78 +198,6 @@ def _to_number(key: str, text: str, cast: type) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise bad_request(f"'{key}' must be a finite number, got {text!r}.", param=key)
     return value
-
-
-# -- validation -----------------------------------------------------------------------
-
-_WHERE_RE = re.compile(r"^\$((?:\[[^\]]*\])*): (.*)$")
-
-
-def validate_body(body: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``body`` against ``schema``; 400 naming the first offending field."""
-    problems = _jsonschema.validate(body, schema) + _supplementary(body, schema, "$")
-    if problems:
-        where, message = _split(problems[0])
-        param = where
-        unknown = re.search(r"unknown key '([^']*)'", message)
-        missing = re.search(r"missing required key '([^']*)'", message)
-        if unknown:
-            param = unknown.group(1)
-            message = (
-                f"Unknown field '{param}'. Allowed fields: {', '.join(sorted(schema.get('properties', {})))}."
-            )
-        elif missing:
-            param = missing.group(1)
-            message = f"'{param}' is required."
-        else:
-            message = f"Invalid '{where}': {message}."
-        raise bad_request(message, param=param or None)
-    return _integral_floats(body, schema)
-
-
-def _split(problem: str) -> tuple[str, str]:
-    match = _WHERE_RE.match(problem)
-    if not match:
-        return "", problem
-    parts = re.findall(r"\[([^\]]*)\]", match.group(1))
-    names = [p.strip("'\"") for p in parts]
-    return ".".join(names), match.group(2)
-
-
-def _supplementary(value: Any, schema: Any, where: str) -> list[str]:
-    """Keywords the bundled validator does not know: maxLength, maxItems, maxProperties, exclusiveMinimum."""
-    if not isinstance(schema, dict):
-        return []
-    out: list[str] = []
-    if isinstance(value, str) and len(value) > schema.get("maxLength", math.inf):
-        out.append(f"{where}: string is too long (max {schema['maxLength']} characters)")
-    if isinstance(value, list):
-        if len(value) > schema.get("maxItems", math.inf):
-            out.append(f"{where}: too many items (max {schema['maxItems']})")
-        for i, item in enumerate(value):
-            out += _supplementary(item, schema.get("items"), f"{where}[{i}]")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        low = schema.get("exclusiveMinimum")
-        if low is not None and value <= low:
-            out.append(f"{where}: {value} must be greater than {low}")
-    if isinstance(value, dict):
-        if len(value) > schema.get("maxProperties", math.inf):
-            out.append(f"{where}: too many entries (max {schema['maxProperties']})")
-        props = schema.get("properties", {})
-        for key, item in value.items():
-            if key in props:
-                out += _supplementary(item, props[key], f"{where}['{key}']")
-    return out
-
-
-def _integral_floats(body: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    """JSON Schema counts 3.0 as an integer; the manager wants an int."""
-    props = schema.get("properties", {})
-    for key, value in list(body.items()):
-        kinds = props.get(key, {}).get("type", ())
-        if isinstance(value, float) and "integer" in kinds and "number" not in kinds and value.is_integer():
-            body[key] = int(value)
-    return body
 
 
 # -- values ---------------------------------------------------------------------------
@@ -334,9 +276,3 @@ def decode_image_input(value: Any, name: str, opts: ServerOptions, artifacts: An
         f"'{name}' must be a data URL string or an artifact ref object, got {type(value).__name__}.",
         param=name,
     )
-
-
-def check_task(task: Any) -> str:
-    if not isinstance(task, str) or task not in TASKS:
-        raise bad_request(f"'task' must be one of: {', '.join(TASKS)}; got {task!r}.", param="task")
-    return task

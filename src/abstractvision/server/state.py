@@ -29,7 +29,7 @@ from .openai_fields import apply_openai_fields
 from .options import ServerOptions
 from .params import CallSpec
 from .residency import Residency, ResidencyState
-from .schemas.requests import Limits, validation_schemas
+from .schemas.requests import Limits
 
 __all__ = ["Engine", "ServerState", "engines_from_target"]
 
@@ -234,8 +234,12 @@ class BaseState:
         )
         self.started = time.time()
         self.limits = _limits(engines) if engines else Limits()
-        self.schemas = validation_schemas(opts, self.limits)
-        self.openapi: Optional[dict[str, Any]] = None
+        from .schemas.openapi import build_openapi
+        from .validation import BodyValidators
+
+        #: what /openapi.json serves, and the validators built from exactly that document
+        self.openapi: dict[str, Any] = build_openapi(opts, self.limits)
+        self.validators = BodyValidators(self.openapi)
 
     async def startup(self) -> None:
         """Called once the event loop runs (before the first request)."""

@@ -12,6 +12,7 @@ import os
 from typing import Any, Union
 
 from ._tiny_text import tiny_clip_vision, tiny_t5
+from .tiny_diffusers import _tiny_wan_transformer
 
 __all__ = [
     "build_tiny_cogvideox",
@@ -233,7 +234,7 @@ def build_tiny_wan22_ti2v(path: PathLike, *, seed: int = 0) -> str:
     """Wan 2.2 TI2V-5B layout (``WanPipeline`` with ``expand_timesteps``, 48-channel VAE):
     text-to-video, and image-to-video with the same weights."""
     import torch
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline, WanTransformer3DModel
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline
 
     torch.manual_seed(seed)
     tokenizer, t5 = tiny_t5()
@@ -252,20 +253,7 @@ def build_tiny_wan22_ti2v(path: PathLike, *, seed: int = 0) -> str:
         scale_factor_temporal=4,
         temperal_downsample=[False, True, True],
     )
-    transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2),
-        num_attention_heads=2,
-        attention_head_dim=12,
-        in_channels=48,
-        out_channels=48,
-        text_dim=32,
-        freq_dim=256,
-        ffn_dim=32,
-        num_layers=2,
-        cross_attn_norm=True,
-        qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
-    )
+    transformer = _tiny_wan_transformer(in_channels=48, out_channels=48)
     pipe = WanPipeline(
         transformer=transformer,
         vae=vae,

@@ -157,13 +157,13 @@ def test_no_previews_without_a_listener(
     from abstractvision.backends._diffusers import previews
 
     made: list[Any] = []
-    real = _diffusers_previews.Previewer.__init__
+    real = previews.Previewer.__init__
 
     def counting(self: Any, *args: Any, **kwargs: Any) -> None:
         made.append(1)
         real(self, *args, **kwargs)
 
-    monkeypatch.setattr(_diffusers_previews.Previewer, "__init__", counting)
+    monkeypatch.setattr(previews.Previewer, "__init__", counting)
     vm = make_manager(tiny_sd, device="cpu")
     vm.generate_image("a cat", width=64, height=64, steps=2)
     assert made == []

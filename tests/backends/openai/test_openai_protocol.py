@@ -7,9 +7,7 @@ import email.utils
 import pytest
 from openai_fake_server import Recorded
 
-from abstractvision.backends._openai import catalog
-from abstractvision.backends._openai import protocol
-from abstractvision.backends._openai import responses
+from abstractvision.backends._openai import catalog, protocol, responses
 from abstractvision.errors import (
     ProviderAuthenticationError,
     ProviderBadRequestError,

@@ -34,8 +34,8 @@ from ...errors import (
 )
 from ...types import LoRAAdapterSpec
 from .families import SELF, Family, classify_pipeline
-from .runtime import free_memory, import_diffusers, import_torch, quiet_loading_bars
 from .hub_errors import describe_download_failure, download_advice
+from .runtime import free_memory, import_diffusers, import_torch, quiet_loading_bars
 
 __all__ = [
     "LoadSettings",

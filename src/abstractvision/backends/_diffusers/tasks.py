@@ -300,10 +300,10 @@ def run_upscale(backend: Any, request: ImageUpscaleRequest, model_id: str) -> Ge
 def run_video(
     backend: Any, task: str, request: Union[VideoGenerationRequest, ImageToVideoRequest]
 ) -> GeneratedAsset:
+    from .._video_encode import encode_mp4
     from .call import PipelineCall, decode_image, new_seed, run_pipeline
     from .models import apply_loras, derive_pipeline, prepare_for_call
     from .previews import make_previewer
-    from .._video_encode import encode_mp4
 
     seed = new_seed() if request.seed is None else int(request.seed)
     backend._check_cancel(request, task)

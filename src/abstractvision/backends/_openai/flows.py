@@ -34,10 +34,7 @@ from ...types import (
     ProgressEvent,
     ProviderModelInfo,
 )
-from . import catalog
-from . import payloads
-from . import responses
-from . import sdapi
+from . import catalog, payloads, responses, sdapi
 from .profiles import Profile
 from .protocol import (
     Deadline,

@@ -86,7 +86,7 @@ def error_from_reply(reply: dict[str, Any], *, loading: bool) -> AbstractVisionE
 
 def _package_root() -> str:
     here = os.path.dirname(os.path.abspath(__file__))  # .../abstractvision/backends/_sdcpp
-    return os.path.dirname(os.path.dirname(os.path.dirname(here)))  # the folder holding abstractvision
+    return os.path.dirname(os.path.dirname(os.path.dirname(here)))
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:

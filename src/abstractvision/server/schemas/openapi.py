@@ -1,8 +1,9 @@
-"""The OpenAPI 3.1 document of the server, derived from the request schemas it validates with.
+"""The OpenAPI 3.1 document of the server: its routes and the schemas it validates with.
 
-Request bodies come from :mod:`.requests` (the same builders the handlers validate with),
-so limits such as ``max_n`` are the configured ones. A test checks that every route of
-:data:`abstractvision.server.app.ROUTES` is documented here and nothing else.
+Request bodies come from :mod:`.requests` (limits such as ``max_n`` are the configured
+ones), responses from :mod:`.responses`. The server builds this document once at start-up,
+serves it at ``/openapi.json`` and validates request bodies against it. A test checks that
+every route of :data:`abstractvision.server.app.ROUTES` is documented here and nothing else.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ...types import TASKS
 from ..jobs import JOB_STATES
 from ..options import ServerOptions
 from . import requests as rq
+from .responses import response_components
 
 __all__ = ["build_openapi"]
 
@@ -137,200 +139,27 @@ def _op(
 
 
 def _components(opts: ServerOptions, limits: rq.Limits) -> dict[str, Any]:
-    nullable_int = {"type": ["integer", "null"]}
-    ref_schema = {
-        "type": "object",
-        "required": ["$artifact"],
-        "properties": {
-            "$artifact": {"type": "string", "pattern": rq.ARTIFACT_ID_PATTERN},
-            "content_type": {"type": "string"},
-            "sha256": {"type": "string"},
-            "size_bytes": {"type": "integer"},
-            "metadata": {"type": "object"},
-            "url": {"type": "string"},
-        },
-    }
+    """Every schema the document names: the request bodies (validated with), then the responses."""
+    return {**_request_components(opts, limits), **response_components()}
+
+
+def _request_components(opts: ServerOptions, limits: rq.Limits) -> dict[str, Any]:
+    """The request bodies: what the server validates with (server/validation.py), nothing else."""
     schemas: dict[str, Any] = {
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["message", "type"],
-                    "properties": {
-                        "message": {"type": "string"},
-                        "type": {"type": "string"},
-                        "param": {"type": ["string", "null"]},
-                        "code": {"type": ["string", "null"]},
-                    },
-                }
-            },
-        },
         "ImageInput": rq.image_input_component(),
         "ImageGenerationRequest": rq.image_generation_schema(opts, limits),
-        "ImageEditRequest": rq.image_edit_schema(opts, docs=True, limits=limits),
-        "VideoCreateRequest": rq.video_create_schema(opts, docs=True, limits=limits),
-        "VideoCreateMultipart": rq.video_create_schema(opts, docs=True, multipart=True, limits=limits),
+        "ImageEditRequest": rq.image_edit_schema(opts, limits),
+        "VideoCreateRequest": rq.video_create_schema(opts, limits=limits),
+        "VideoCreateMultipart": rq.video_create_schema(opts, multipart=True, limits=limits),
         "JobCreateRequest": rq.job_schema(opts),
-        "ImagesResponse": {
-            "type": "object",
-            "required": ["created", "data"],
-            "properties": {
-                "created": {"type": "integer"},
-                "data": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {"b64_json": {"type": "string"}, "url": {"type": "string"}},
-                    },
-                },
-                "output_format": {"type": "string"},
-                "size": {"type": "string"},
-            },
-        },
-        "Model": {
-            "type": "object",
-            "required": ["id", "object", "created", "owned_by"],
-            "properties": {
-                "id": {"type": "string"},
-                "object": {"const": "model"},
-                "created": {"type": "integer"},
-                "owned_by": {"type": "string"},
-                "served": {"type": "boolean", "description": "True for models requests may name."},
-                "description": {
-                    "type": "string",
-                    "description": "What the operator says about a served model (serve --demo: its outputs are noise).",
-                },
-                "capabilities": {"type": "array", "items": {"type": "string"}},
-            },
-        },
-        "ModelList": _list_of("Model"),
-        "Video": {
-            "type": "object",
-            "required": ["id", "object", "created_at", "model", "progress", "seconds", "size", "status"],
-            "properties": {
-                "id": {"type": "string"},
-                "object": {"const": "video"},
-                "created_at": {"type": "integer"},
-                "completed_at": nullable_int,
-                "expires_at": nullable_int,
-                "model": {"type": "string"},
-                "progress": {"type": "integer", "minimum": 0, "maximum": 100},
-                "prompt": {"type": ["string", "null"]},
-                "seconds": {"type": "string"},
-                "size": {"type": "string"},
-                "status": {"enum": list(JOB_STATES)},
-                "error": {"type": ["object", "null"]},
-                "remixed_from_video_id": {"type": ["string", "null"]},
-            },
-        },
-        "VideoList": {
-            **_list_of("Video"),
-            "properties": {
-                **_list_of("Video")["properties"],
-                "first_id": {"type": ["string", "null"]},
-                "last_id": {"type": ["string", "null"]},
-                "has_more": {"type": "boolean"},
-            },
-        },
-        "Deleted": {
-            "type": "object",
-            "required": ["id", "object", "deleted"],
-            "properties": {
-                "id": {"type": "string"},
-                "object": {"type": "string"},
-                "deleted": {"type": "boolean"},
-            },
-        },
-        "ArtifactRef": ref_schema,
-        "ProgressEvent": {
-            "type": "object",
-            "required": ["task", "phase"],
-            "properties": {
-                "task": {"type": "string"},
-                "phase": {"type": "string"},
-                "step": nullable_int,
-                "total_steps": nullable_int,
-                "progress": {"type": ["number", "null"]},
-                "message": {"type": ["string", "null"]},
-                "elapsed_s": {"type": ["number", "null"]},
-                "raw": {"type": "object"},
-            },
-        },
-        "Job": {
-            "type": "object",
-            "required": ["id", "object", "task", "model", "status", "progress", "created_at", "results"],
-            "properties": {
-                "id": {"type": "string", "pattern": rq.JOB_ID_PATTERN},
-                "object": {"const": "job"},
-                "task": {"enum": list(TASKS)},
-                "model": {"type": "string"},
-                "status": {"enum": list(JOB_STATES)},
-                "progress": {"type": "number", "minimum": 0, "maximum": 1},
-                "created_at": {"type": "integer"},
-                "started_at": nullable_int,
-                "completed_at": nullable_int,
-                "expires_at": nullable_int,
-                "cancel_requested": {"type": "boolean"},
-                "params": {"type": "object"},
-                "event": {"oneOf": [_ref("ProgressEvent"), {"type": "null"}]},
-                "results": {"type": "array", "items": _ref("ArtifactRef")},
-                "error": {"type": ["object", "null"]},
-            },
-        },
-        "JobList": {
-            **_list_of("Job"),
-            "properties": {**_list_of("Job")["properties"], "has_more": {"type": "boolean"}},
-        },
-        "Artifact": {
-            "type": "object",
-            "required": ["id", "object", "url"],
-            "properties": {
-                "id": {"type": "string"},
-                "object": {"const": "artifact"},
-                "content_type": {"type": ["string", "null"]},
-                "size_bytes": nullable_int,
-                "created_at": {"type": ["string", "null"]},
-                "task": {"type": ["string", "null"]},
-                "job": {"type": ["string", "null"]},
-                "url": {"type": "string"},
-                "metadata": {"type": "object"},
-            },
-        },
-        "ArtifactList": _list_of("Artifact"),
-        "Health": {
-            "type": "object",
-            "required": ["status", "version", "models"],
-            "properties": {
-                "status": {"const": "ok"},
-                "version": {"type": "string"},
-                "models": {"type": "array", "items": {"type": "string"}},
-                "queues": {"type": "object"},
-            },
-        },
     }
-    for task in TASKS:
-        schemas[f"Job_{task}"] = rq.job_task_schema(task, opts, docs=True, limits=limits)
+    schemas.update({f"Job_{task}": rq.job_task_schema(task, opts, limits) for task in TASKS})
     return schemas
 
 
-def _list_of(name: str) -> dict[str, Any]:
+def _service_paths() -> dict[str, Any]:
+    """The playground, the health check and this document (public)."""
     return {
-        "type": "object",
-        "required": ["object", "data"],
-        "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": _ref(name)}},
-    }
-
-
-def build_openapi(opts: ServerOptions, limits: Optional[rq.Limits] = None) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for a server configured with ``opts`` serving up to ``limits``."""
-    limits = limits or rq.Limits()
-    s = bool(opts.api_key)
-    job_id = _path_param("job_id", rq.JOB_ID_PATTERN)
-    video_id = _path_param("video_id", rq.VIDEO_ID_PATTERN)
-    json_body = {"application/json": {"schema": _ref("ImageGenerationRequest")}}
-    paths: dict[str, Any] = {
         "/": {
             "get": _op(
                 "playground",
@@ -363,6 +192,13 @@ def build_openapi(opts: ServerOptions, limits: Optional[rq.Limits] = None) -> di
                 public=True,
             )
         },
+    }
+
+
+def _image_paths(s: bool) -> dict[str, Any]:
+    """Models and the synchronous image routes (OpenAI)."""
+    json_body = {"application/json": {"schema": _ref("ImageGenerationRequest")}}
+    return {
         "/v1/models": {
             "get": _op(
                 "listModels",
@@ -402,6 +238,13 @@ def build_openapi(opts: ServerOptions, limits: Optional[rq.Limits] = None) -> di
                 secured=s,
             )
         },
+    }
+
+
+def _video_paths(s: bool) -> dict[str, Any]:
+    """The video jobs (OpenAI)."""
+    video_id = _path_param("video_id", rq.VIDEO_ID_PATTERN)
+    return {
         "/v1/videos": {
             "post": _op(
                 "createVideo",
@@ -463,6 +306,13 @@ def build_openapi(opts: ServerOptions, limits: Optional[rq.Limits] = None) -> di
                 secured=s,
             )
         },
+    }
+
+
+def _job_paths(s: bool) -> dict[str, Any]:
+    """The job API: any task, polled or streamed."""
+    job_id = _path_param("job_id", rq.JOB_ID_PATTERN)
+    return {
         "/v1/jobs": {
             "post": _op(
                 "createJob",
@@ -538,6 +388,12 @@ def build_openapi(opts: ServerOptions, limits: Optional[rq.Limits] = None) -> di
                 secured=s,
             )
         },
+    }
+
+
+def _artifact_paths(s: bool) -> dict[str, Any]:
+    """Results stored by this server."""
+    return {
         "/v1/artifacts": {
             "get": _op(
                 "listArtifacts",
@@ -572,6 +428,20 @@ def build_openapi(opts: ServerOptions, limits: Optional[rq.Limits] = None) -> di
             )
         },
     }
+
+
+def build_openapi(opts: ServerOptions, limits: Optional[rq.Limits] = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for a server configured with ``opts`` serving up to ``limits``."""
+    limits = limits or rq.Limits()
+    secured = bool(opts.api_key)
+    paths: dict[str, Any] = {
+        **_service_paths(),
+        **_image_paths(secured),
+        **_video_paths(secured),
+        **_job_paths(secured),
+        **_artifact_paths(secured),
+    }
+
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {

@@ -1,17 +1,19 @@
-"""Request body schemas (JSON Schema 2020-12, as used by OpenAPI 3.1).
+"""Request body schemas (JSON Schema 2020-12, as used by OpenAPI 3.1), built from the parameter table.
 
 Each builder takes the :class:`~abstractvision.server.options.ServerOptions` (limits such as
-``max_n`` appear in the schema) and ``docs``: with ``docs=True`` image inputs are described
-in full (``oneOf`` data URL / artifact ref); with ``docs=False`` they are left open because
-:mod:`abstractvision.server.params` checks them itself (the bundled validator has no ``oneOf``).
+``max_n`` appear in the schema) and the served models' :class:`Limits`. The bounds, types and
+descriptions of the generation parameters come from :mod:`abstractvision._params` when a
+schema is built; what is specific to HTTP (``model``, ``n``, ``size``, OpenAI's fields, image
+inputs as data URLs or artifact refs) is written here. There is one schema per body: the one
+``/openapi.json`` publishes is the one :mod:`abstractvision.server.validation` enforces.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..._validation import MAX_DIMENSION, MAX_FPS, MAX_FRAMES, MAX_PROMPT_CHARS, MAX_SEED, MAX_STEPS
+from ... import _params
 from ...types import TASKS
 from ..options import ServerOptions
 
@@ -26,7 +28,6 @@ __all__ = [
     "job_schema",
     "job_task_schema",
     "size_pattern",
-    "validation_schemas",
     "video_create_schema",
 ]
 
@@ -43,21 +44,24 @@ DATA_URL_PATTERN = (
 _PROMPT_PATTERN = "^[^\\u0000]*\\S[^\\u0000]*$"
 _NO_NUL = "^[^\\u0000]*$"
 
-_BATCH_TASKS = ("text_to_image", "image_to_image", "text_to_video", "image_to_video")
-_IMAGE_TASKS = ("text_to_image", "image_to_image", "image_upscale", "multi_view_image")
+
+def _table_max(name: str) -> Any:
+    return field(default_factory=lambda: _params.PARAMS[name]["max"])
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Output limits of the served backends (their declared maxima, else the library's)."""
+    """Output limits of the served backends (their declared maxima, else the table's)."""
 
-    max_width: int = MAX_DIMENSION
-    max_height: int = MAX_DIMENSION
-    max_frames: int = MAX_FRAMES
-    max_fps: int = MAX_FPS
+    max_width: int = _table_max("width")
+    max_height: int = _table_max("height")
+    max_frames: int = _table_max("num_frames")
+    max_fps: int = _table_max("fps")
 
-
-_DEFAULT_LIMITS = Limits()
+    def maximum(self, name: str) -> Any:
+        """The largest value of the table row ``name`` these models take."""
+        limit = {"width": self.max_width, "height": self.max_height, "num_frames": self.max_frames}
+        return {**limit, "fps": self.max_fps}.get(name, _params.PARAMS[name].get("max"))
 
 
 def int_range_pattern(hi: int) -> str:
@@ -88,44 +92,40 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def prompt_schema() -> dict[str, Any]:
+def prompt_schema(*, required: bool = True) -> dict[str, Any]:
+    """``prompt``: not blank and without NUL characters where required, else optional text."""
+    if not required:
+        return _nullable({**_params.json_schema("prompt"), "pattern": _NO_NUL})
     return {
-        "type": "string",
+        **_params.json_schema("prompt", description="What to generate (not blank, no NUL characters)."),
         "minLength": 1,
-        "maxLength": MAX_PROMPT_CHARS,
         "pattern": _PROMPT_PATTERN,
-        "description": "What to generate (not blank, no NUL characters).",
     }
 
 
-def _int(lo: int, hi: int, text: str) -> dict[str, Any]:
-    return _nullable({"type": "integer", "minimum": lo, "maximum": hi, "description": text})
+def param_schema(name: str, limits: Limits | None = None, description: str = "") -> dict[str, Any]:
+    """The nullable schema of a numeric, text or choice row of the table (maxima capped by ``limits``)."""
+    schema = _params.json_schema(name, description=description, nullable=True)
+    if limits is not None and "maximum" in schema:
+        schema["maximum"] = limits.maximum(name)
+    if _params.PARAMS[name]["type"] == "text":
+        schema["pattern"] = _NO_NUL
+    return schema
 
 
-def diffusion_properties(limits: Limits = _DEFAULT_LIMITS) -> dict[str, Any]:
+#: what every generating task shares (the server words width/height its own way)
+_DIFFUSION = ("negative_prompt", "seed", "steps", "guidance_scale", "width", "height")
+_SERVER_DOCS = {
+    "width": "Output width in pixels (overrides `size`).",
+    "height": "Output height in pixels (overrides `size`).",
+    "seed": "Random seed; output i of a request uses seed + i.",
+}
+
+
+def diffusion_properties(limits: Limits | None = None) -> dict[str, Any]:
     """The diffusion parameters every generating task shares."""
-    return {
-        "negative_prompt": _nullable(
-            {
-                "type": "string",
-                "maxLength": MAX_PROMPT_CHARS,
-                "pattern": _NO_NUL,
-                "description": "What to avoid.",
-            }
-        ),
-        "seed": _int(0, MAX_SEED, "Random seed; output i of a request uses seed + i."),
-        "steps": _int(1, MAX_STEPS, "Denoising steps."),
-        "guidance_scale": _nullable(
-            {
-                "type": "number",
-                "minimum": 0,
-                "maximum": 1000,
-                "description": "Classifier-free guidance scale.",
-            }
-        ),
-        "width": _int(1, limits.max_width, "Output width in pixels (overrides `size`)."),
-        "height": _int(1, limits.max_height, "Output height in pixels (overrides `size`)."),
-    }
+    limits = limits or Limits()
+    return {name: param_schema(name, limits, _SERVER_DOCS.get(name, "")) for name in _DIFFUSION}
 
 
 def _model() -> dict[str, Any]:
@@ -139,7 +139,7 @@ def _model() -> dict[str, Any]:
 
 
 def _n(opts: ServerOptions) -> dict[str, Any]:
-    return _int(1, opts.max_n, "Number of outputs.")
+    return {**param_schema("count", description="Number of outputs."), "maximum": opts.max_n}
 
 
 def _extra(opts: ServerOptions) -> dict[str, Any]:
@@ -153,9 +153,7 @@ def _extra(opts: ServerOptions) -> dict[str, Any]:
     }
 
 
-def image_input_schema(docs: bool) -> dict[str, Any]:
-    if not docs:
-        return {}
+def image_input_schema() -> dict[str, Any]:
     return {"$ref": "#/components/schemas/ImageInput"}
 
 
@@ -177,14 +175,11 @@ def image_input_component() -> dict[str, Any]:
 def output_file_properties() -> dict[str, Any]:
     """``output_format`` and ``output_compression`` (OpenAI's names) for every image task."""
     return {
-        "output_format": {
-            "type": ["string", "null"],
-            "enum": ["png", "jpeg", "webp", None],
-            "description": "File format of the images (default: what the engine produced, PNG for local engines).",
-        },
-        "output_compression": _int(
-            0, 100, "JPEG/WebP quality, 100 = best (default 100); only with output_format jpeg or webp."
+        "output_format": param_schema(
+            "output_format",
+            description="File format of the images (default: what the engine produced, PNG for local engines).",
         ),
+        "output_compression": param_schema("output_compression"),
     }
 
 
@@ -219,15 +214,24 @@ def openai_image_options() -> dict[str, Any]:
             "description": "true: answer with server-sent events (`partial_images` previews, then the image; "
             "needs n = 1). See docs/previews.md.",
         },
-        "partial_images": _int(0, 3, "With stream: how many previews to send before the image (default 0)."),
+        "partial_images": {
+            "type": ["integer", "null"],
+            "minimum": 0,
+            "maximum": 3,  # OpenAI's own limit, not the table's
+            "description": "With stream: how many previews to send before the image (default 0).",
+        },
     }
 
 
 def preview_properties() -> dict[str, Any]:
     """Live previews of a job (``preview`` events on /v1/jobs/{id}/events); none unless asked."""
     return {
-        "preview_every": _int(1, 10_000, "Send a preview every N steps (docs/previews.md)."),
-        "partial_images": _int(0, 16, "Send N previews, spread over the steps (docs/previews.md)."),
+        "preview_every": param_schema(
+            "preview_every", description="Send a preview every N steps (docs/previews.md)."
+        ),
+        "partial_images": param_schema(
+            "partial_images", description="Send N previews, spread over the steps (docs/previews.md)."
+        ),
     }
 
 
@@ -249,49 +253,51 @@ def _openai_image_fields(opts: ServerOptions, limits: Limits) -> dict[str, Any]:
     }
 
 
-def image_generation_schema(opts: ServerOptions, limits: Limits = _DEFAULT_LIMITS) -> dict[str, Any]:
+def image_generation_schema(opts: ServerOptions, limits: Limits | None = None) -> dict[str, Any]:
     """``POST /v1/images/generations`` (JSON)."""
-    props = {"prompt": prompt_schema(), **_openai_image_fields(opts, limits)}
+    props = {"prompt": prompt_schema(), **_openai_image_fields(opts, limits or Limits())}
     if opts.allowed_extra_keys:
         props.update(_extra(opts))
     return {"type": "object", "required": ["prompt"], "properties": props, "additionalProperties": False}
 
 
-def image_edit_schema(opts: ServerOptions, *, docs: bool, limits: Limits = _DEFAULT_LIMITS) -> dict[str, Any]:
-    """``POST /v1/images/edits`` (multipart). Without ``docs`` the file parts are left out."""
+def _binary(description: str) -> dict[str, Any]:
+    """A file part of a multipart body (validated as a string: the part, empty or not)."""
+    return {"type": "string", "format": "binary", "minLength": 1, "description": description}
+
+
+def image_edit_schema(opts: ServerOptions, limits: Limits | None = None) -> dict[str, Any]:
+    """``POST /v1/images/edits`` (multipart; file parts as ``format: binary`` strings)."""
     props: dict[str, Any] = {
         "prompt": prompt_schema(),
-        **_openai_image_fields(opts, limits),
-        "strength": _nullable(
-            {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "description": "How much to change."}
-        ),
+        **_openai_image_fields(opts, limits or Limits()),
+        "strength": param_schema("strength"),
         "input_fidelity": _choice(("high", "low"), "Accepted; recorded in metadata.ignored_parameters."),
-    }
-    if opts.allowed_extra_keys and not docs:
-        props.update(_extra(opts))
-    schema: dict[str, Any] = {"type": "object", "required": ["prompt"], "properties": props}
-    if docs:
-        binary = {"type": "string", "format": "binary", "minLength": 1}
-        props["image"] = {**binary, "description": "The image to edit (PNG, JPEG, WebP)."}
-        props["image[]"] = {
+        "image": _binary("The image to edit (PNG, JPEG, WebP)."),
+        "image[]": {
             "type": "array",
-            "items": binary,
-            "maxItems": 16,
+            "items": _binary("An image."),
+            "maxItems": _params.PARAMS["reference_images"]["max_items"],
             "description": "Several images: the first is edited, the others are references.",
-        }
-        props["mask"] = {
-            **binary,
-            "description": "Inpainting mask, same size as the image (white = repaint).",
-        }
-        schema["anyOf"] = [{"required": ["image"]}, {"required": ["image[]"]}]
-    schema["additionalProperties"] = False
-    return schema
+        },
+        "mask": _binary("Inpainting mask, same size as the image (white = repaint)."),
+    }
+    if opts.allowed_extra_keys:
+        props.update(_extra(opts))
+    return {
+        "type": "object",
+        "required": ["prompt"],
+        "properties": props,
+        "anyOf": [{"required": ["image"]}, {"required": ["image[]"]}],
+        "additionalProperties": False,
+    }
 
 
 def video_create_schema(
-    opts: ServerOptions, *, docs: bool, multipart: bool = False, limits: Limits = _DEFAULT_LIMITS
+    opts: ServerOptions, *, multipart: bool = False, limits: Limits | None = None
 ) -> dict[str, Any]:
-    """``POST /v1/videos`` (JSON or multipart)."""
+    """``POST /v1/videos`` (JSON, or multipart with an ``input_reference`` file part)."""
+    limits = limits or Limits()
     props: dict[str, Any] = {
         "prompt": prompt_schema(),
         "model": _model(),
@@ -308,19 +314,13 @@ def video_create_schema(
             {"type": "string", "pattern": size_pattern(limits), "description": "WIDTHxHEIGHT."}
         ),
         **diffusion_properties(limits),
-        "num_frames": _int(1, limits.max_frames, "Frames to generate."),
-        "fps": _int(1, limits.max_fps, "Frames per second of the encoded video."),
+        "num_frames": param_schema("num_frames", limits, "Frames to generate."),
+        "fps": param_schema("fps", limits, "Frames per second of the encoded video."),
     }
-    if opts.allowed_extra_keys and not (docs and multipart):
+    if opts.allowed_extra_keys:
         props.update(_extra(opts))
     if multipart:
-        if docs:
-            props["input_reference"] = {
-                "type": "string",
-                "format": "binary",
-                "minLength": 1,
-                "description": "First frame (image-to-video).",
-            }
+        props["input_reference"] = _binary("First frame (image-to-video).")
     else:
         props["input_reference"] = {
             "type": "object",
@@ -336,59 +336,66 @@ def video_create_schema(
     return {"type": "object", "required": ["prompt"], "properties": props, "additionalProperties": False}
 
 
-def job_task_schema(
-    task: str, opts: ServerOptions, *, docs: bool, limits: Limits = _DEFAULT_LIMITS
-) -> dict[str, Any]:
-    """``POST /v1/jobs`` body for one task."""
-    common = diffusion_properties(limits)
-    image = image_input_schema(docs)
+#: rows of the table a job body does not take: LoRA files and the output policies are the
+#: operator's, callables and the cancel token are Python-only, ``count`` is ``n`` here
+_NOT_SERVED = frozenset(
+    {
+        "lora_adapters",
+        "strategy",
+        "embed_metadata",
+        "on_size_mismatch",
+        "ignored_parameters",
+        "count",
+        "extra",
+    }
+)
+
+
+def _job_property(name: str, task: str, limits: Limits) -> dict[str, Any]:
+    row = _params.PARAMS[name]
+    kind = row["type"]
+    if name == "prompt":
+        return prompt_schema(required=task in _params.PROMPT_REQUIRED)
+    if kind == "image":
+        return image_input_schema()
+    if kind == "images":
+        return {
+            "type": "array",
+            "items": image_input_schema(),
+            "maxItems": row["max_items"],
+            "description": row["doc"],
+        }
+    if kind == "angles":
+        return {
+            "type": "array",
+            "minItems": row["min_items"],
+            "maxItems": row["max_items"],
+            "items": {"type": ["string", "number"], "pattern": "\\S", "maxLength": 64},
+            "description": "Angle names or degrees; one output per angle.",
+        }
+    if name in _DIFFUSION:
+        return diffusion_properties(limits)[name]
+    if name in ("preview_every", "partial_images"):
+        return preview_properties()[name]
+    if name in ("output_format", "output_compression"):
+        return output_file_properties()[name]
+    return param_schema(name, limits)
+
+
+def job_task_schema(task: str, opts: ServerOptions, limits: Limits | None = None) -> dict[str, Any]:
+    """``POST /v1/jobs`` body for one task: the table's rows for ``task`` that HTTP can carry."""
+    limits = limits or Limits()
     props: dict[str, Any] = {"task": {"type": "string", "const": task}, "model": _model()}
     required = ["task"]
-    if task == "image_upscale":
-        props.update(
-            {
-                "image": image,
-                "prompt": _nullable({**prompt_schema(), "pattern": _NO_NUL, "minLength": 0}),
-                "negative_prompt": common["negative_prompt"],
-                "scale": _nullable({"type": "number", "minimum": 1, "maximum": 16, "description": "Factor."}),
-                "steps": common["steps"],
-                "guidance_scale": common["guidance_scale"],
-                "seed": common["seed"],
-            }
-        )
-        required.append("image")
-    else:
-        if task == "image_to_video":
-            props["prompt"] = _nullable({**prompt_schema(), "pattern": _NO_NUL, "minLength": 0})
-        else:
-            props["prompt"] = prompt_schema()
-            required.append("prompt")
-        props.update(common)
-        if task in ("image_to_image", "image_to_video"):
-            props["image"] = image
-            required.append("image")
-        if task == "image_to_image":
-            props["mask"] = image
-            props["reference_images"] = {"type": "array", "items": image, "maxItems": 16}
-        if task in ("image_to_image", "multi_view_image"):
-            props["strength"] = _nullable({"type": "number", "exclusiveMinimum": 0, "maximum": 1})
-        if task in ("text_to_video", "image_to_video"):
-            props["num_frames"] = _int(1, limits.max_frames, "Frames to generate.")
-            props["fps"] = _int(1, limits.max_fps, "Frames per second.")
-        if task == "multi_view_image":
-            props["reference_image"] = image
-            props["angles"] = {
-                "type": "array",
-                "minItems": 1,
-                "maxItems": 16,
-                "items": {"type": ["string", "number"], "pattern": "\\S", "maxLength": 64},
-                "description": "Angle names or degrees; one output per angle.",
-            }
-        if task in _BATCH_TASKS:
-            props["n"] = _n(opts)
-    if task in _IMAGE_TASKS:
-        props.update(output_file_properties())
-    props.update(preview_properties())
+    for name in _params.task_params(task):
+        row = _params.PARAMS[name]
+        if name in _NOT_SERVED or row["type"] in ("callable", "cancel"):
+            continue
+        props[name] = _job_property(name, task, limits)
+        if (name == "prompt" and task in _params.PROMPT_REQUIRED) or name == "image":
+            required.append(name)
+    if task in _params.BATCH_TASKS:
+        props["n"] = _n(opts)
     if opts.allowed_extra_keys:
         props.update(_extra(opts))
     return {
@@ -409,15 +416,3 @@ def job_schema(opts: ServerOptions) -> dict[str, Any]:
             "mapping": {t: f"#/components/schemas/Job_{t}" for t in TASKS},
         },
     }
-
-
-def validation_schemas(opts: ServerOptions, limits: Limits = _DEFAULT_LIMITS) -> dict[str, dict[str, Any]]:
-    """The schemas request bodies are validated with, by name."""
-    out = {
-        "image_generation": image_generation_schema(opts, limits),
-        "image_edit": image_edit_schema(opts, docs=False, limits=limits),
-        "video_json": video_create_schema(opts, docs=False, limits=limits),
-        "video_multipart": video_create_schema(opts, docs=False, multipart=True, limits=limits),
-    }
-    out.update({f"job_{task}": job_task_schema(task, opts, docs=False, limits=limits) for task in TASKS})
-    return out
