@@ -19,8 +19,7 @@ SRC = os.path.join(ROOT, "src")
 
 
 def peer_dir() -> str:
-    base = os.environ.get("ABSTRACTVISION_BENCH_CACHE") or os.path.expanduser("~/.cache/abstractvision-bench")
-    return os.path.join(base, f"peer-{PEER_VERSION}")
+    return os.path.join(os.path.expanduser("~/.cache/abstractvision-bench"), f"peer-{PEER_VERSION}")
 
 
 def peer_python() -> str:
