@@ -96,9 +96,9 @@ def wait_workers(url: str, count: int, timeout: float = 120) -> None:
     raise RuntimeError(f"expected {count} workers")
 
 
-def _until_done(url: str, job_id: str) -> None:
+def _until_done(client: httpx.Client, job_id: str) -> None:
     """Follow one job's server-sent events until its terminal status (no polling)."""
-    with httpx.stream("GET", f"{url}/v1/jobs/{job_id}/events", timeout=120) as events:
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", timeout=120) as events:
         name = ""
         for line in events.iter_lines():
             if line.startswith("event:"):
@@ -118,11 +118,13 @@ def burst(url: str, jobs: int, params: dict[str, Any]) -> float:
     Each job is followed on its event stream (the API node blocks on Redis for it), not
     polled: the client's own load stays small, so two workers get the machine's two cores.
     """
-    with httpx.Client(base_url=url, timeout=60) as client:
+    # one client (its SSL context and pool made once) holds every job's stream
+    limits = httpx.Limits(max_connections=jobs + 4, max_keepalive_connections=jobs + 4)
+    with httpx.Client(base_url=url, timeout=60, limits=limits) as client:
         started = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
             ids = list(pool.map(lambda i: client.post("/v1/jobs", json={**params, "seed": i}).json()["id"], range(jobs)))
-            for done in [pool.submit(_until_done, url, job_id) for job_id in ids]:
+            for done in [pool.submit(_until_done, client, job_id) for job_id in ids]:
                 done.result()
         return time.perf_counter() - started
 
