@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ._lazy import lazy_module
 from ._planning import _REQUEST_TYPES, CallPlan, Output, Planner
-from .artifacts import _json_safe
+from ._refs import _json_safe
 from .backends.base_backend import TASK_METHODS
 from .errors import (
     AbstractVisionError,

@@ -298,7 +298,7 @@ def read_png_text(data: bytes) -> dict[str, str]:
 
 def provenance_png_text(metadata: dict[str, Any]) -> dict[str, str]:
     """The PNG text chunks written for a generated image."""
-    from .artifacts import _json_safe
+    from ._refs import _json_safe
 
     params = metadata.get("parameters") or {}
     out = {"Software": "abstractvision", "abstractvision": json.dumps(_json_safe(metadata), sort_keys=True)}

@@ -349,8 +349,8 @@ def file_provenance(meta: dict[str, Any]) -> dict[str, Any]:
 
     Local paths in model names and LoRA sources are reduced to their file or folder name.
     """
+    from ._refs import _json_safe
     from ._version import __version__
-    from .artifacts import _json_safe
 
     kept = {k: v for k, v in meta.items() if k not in NOT_EMBEDDED}
     out: dict[str, Any] = _strip_paths(_json_safe(kept))
