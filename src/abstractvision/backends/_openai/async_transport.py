@@ -17,7 +17,7 @@ from typing import Any, Optional
 import httpcore
 import httpx
 
-from .deadline_transport import _COALESCE_BYTES, _HTTPCORE_ERRORS
+from .deadline_transport import _COALESCE_BYTES, _HTTPCORE_ERRORS, core_request
 
 __all__ = ["JoinedWritesTransport"]
 
@@ -120,20 +120,8 @@ class JoinedWritesTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.AsyncByteStream)
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
         with _httpx_errors():
-            response = await self._pool.handle_async_request(core_request)
+            response = await self._pool.handle_async_request(core_request(request))
         assert isinstance(response.stream, AsyncIterable)
         return httpx.Response(
             response.status,

@@ -40,6 +40,22 @@ REQUEST_DEADLINE: contextvars.ContextVar[Optional[float]] = contextvars.ContextV
 )
 
 
+def core_request(request: httpx.Request) -> httpcore.Request:
+    """httpx's request as httpcore's (what httpx's own HTTPTransport does), for both pools."""
+    return httpcore.Request(
+        method=request.method,
+        url=httpcore.URL(
+            scheme=request.url.raw_scheme,
+            host=request.url.raw_host,
+            port=request.url.port,
+            target=request.url.raw_path,
+        ),
+        headers=request.headers.raw,
+        content=request.stream,
+        extensions=request.extensions,
+    )
+
+
 def _until_deadline(timeout: Optional[float], error: type[Exception]) -> Optional[float]:
     """``timeout`` shortened to what is left before :data:`REQUEST_DEADLINE`."""
     at = REQUEST_DEADLINE.get()
@@ -187,20 +203,8 @@ class DeadlineTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.SyncByteStream)
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(
-                scheme=request.url.raw_scheme,
-                host=request.url.raw_host,
-                port=request.url.port,
-                target=request.url.raw_path,
-            ),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,
-        )
         with _httpx_errors():
-            response = self._pool.handle_request(core_request)
+            response = self._pool.handle_request(core_request(request))
         assert isinstance(response.stream, Iterable)
         return httpx.Response(
             response.status,

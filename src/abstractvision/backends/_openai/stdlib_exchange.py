@@ -25,7 +25,14 @@ from typing import Any, Optional
 
 import httpx
 
-from .deadline_transport import _CLIENT_HEADERS, _REDIRECTS, REQUEST_DEADLINE, _decoder, _split_url
+from .deadline_transport import (
+    _CLIENT_HEADERS,
+    _REDIRECTS,
+    REQUEST_DEADLINE,
+    _decoder,
+    _split_url,
+    _until_deadline,
+)
 from .protocol import BodyReader, HttpRequest, Reply, TruncatedBody
 
 __all__ = ["StdlibExchange"]
@@ -51,16 +58,6 @@ _MAX_IDLE = 20
 _CHUNK = 64 * 1024
 
 
-def _left(timeout: Optional[float], error: type[Exception]) -> Optional[float]:
-    at = REQUEST_DEADLINE.get()
-    if at is None:
-        return timeout
-    left = at - time.monotonic()
-    if left <= 0:
-        raise error("the overall deadline passed")
-    return left if timeout is None else min(timeout, left)
-
-
 class _DeadlineSocket(socket.socket):
     """A socket whose every receive waits at most the read timeout and until the deadline
     (``http.client`` reads through ``makefile``, which calls ``recv_into``)."""
@@ -68,7 +65,7 @@ class _DeadlineSocket(socket.socket):
     read_timeout: Optional[float] = None
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        self.settimeout(_left(self.read_timeout, httpx.ReadTimeout))
+        self.settimeout(_until_deadline(self.read_timeout, httpx.ReadTimeout))
         return super().recv_into(buffer, nbytes, flags)
 
 
@@ -89,7 +86,7 @@ class _Connection:
     def open(self, connect_timeout: float) -> None:
         try:
             raw = socket.create_connection(
-                (self.host, self.port), _left(connect_timeout, httpx.ConnectTimeout)
+                (self.host, self.port), _until_deadline(connect_timeout, httpx.ConnectTimeout)
             )
         except TimeoutError as exc:
             raise httpx.ConnectTimeout(str(exc) or "timed out") from exc
@@ -225,7 +222,7 @@ class StdlibExchange:
             )
         )
         try:
-            sock.settimeout(_left(action.read_timeout_s, httpx.WriteTimeout))
+            sock.settimeout(_until_deadline(action.read_timeout_s, httpx.WriteTimeout))
             sock.sendall(request)  # request line, headers and body: one write
         except TimeoutError as exc:
             raise httpx.WriteTimeout(str(exc) or "timed out") from exc
