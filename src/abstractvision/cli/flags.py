@@ -19,24 +19,19 @@ if TYPE_CHECKING:  # pragma: no cover
 # -- value types (argparse turns their ValueError/ArgumentTypeError into a usage error) --
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+def _whole_at_least(text: str, lowest: int) -> int:
+    value = _whole(text)
+    if value < lowest:
+        raise argparse.ArgumentTypeError(f"must be {lowest} or more, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _whole_at_least(text, 1)
 
 
 def seed_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _whole_at_least(text, 0)
 
 
 def number(text: str) -> float:

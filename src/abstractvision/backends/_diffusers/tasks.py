@@ -41,6 +41,18 @@ _FAMILY_FPS = (
 _DEFAULT_FPS = 16
 
 
+def _ready_pipeline(backend: Any, entry: Any, variant: str, request: Any) -> tuple[Any, Any]:
+    """The pipeline for ``variant`` with the request's LoRA adapters applied, ready to call."""
+    from .models import apply_loras, derive_pipeline, prepare_for_call
+
+    pipe = derive_pipeline(entry, variant)
+    loras = apply_loras(
+        entry, pipe, request.lora_adapters, backend._settings(), max_adapters=backend.config.max_lora_adapters
+    )
+    prepare_for_call(entry, pipe)
+    return pipe, loras
+
+
 def run_images(
     backend: Any,
     task: str,
@@ -48,7 +60,6 @@ def run_images(
     seeds: Sequence[Optional[int]],
 ) -> list[GeneratedAsset]:
     from .call import PipelineCall, decode_image, new_seed, png_bytes, run_pipeline
-    from .models import apply_loras, derive_pipeline, prepare_for_call
     from .previews import make_previewer
 
     planned = tuple(new_seed() if s is None else int(s) for s in seeds)
@@ -72,15 +83,7 @@ def run_images(
                     param="mask",
                 )
             variant = "inpaint" if request.mask is not None else "img2img"
-        pipe = derive_pipeline(entry, variant)
-        loras = apply_loras(
-            entry,
-            pipe,
-            request.lora_adapters,
-            backend._settings(),
-            max_adapters=backend.config.max_lora_adapters,
-        )
-        prepare_for_call(entry, pipe)
+        pipe, loras = _ready_pipeline(backend, entry, variant, request)
         call = PipelineCall.build(pipe, task, planned, request.extra)
         ignored: dict[str, str] = {}
         call.set("prompt", request.prompt)
@@ -302,7 +305,6 @@ def run_video(
 ) -> GeneratedAsset:
     from .._video_encode import encode_mp4
     from .call import PipelineCall, decode_image, new_seed, run_pipeline
-    from .models import apply_loras, derive_pipeline, prepare_for_call
     from .previews import make_previewer
 
     seed = new_seed() if request.seed is None else int(request.seed)
@@ -311,15 +313,7 @@ def run_video(
         entry, load_s = backend._model(backend._model_id(request.extra), task, request.on_progress)
         backend._check_cancel(request, task)
         backend._require_task(entry, task)
-        pipe = derive_pipeline(entry, task)
-        loras = apply_loras(
-            entry,
-            pipe,
-            request.lora_adapters,
-            backend._settings(),
-            max_adapters=backend.config.max_lora_adapters,
-        )
-        prepare_for_call(entry, pipe)
+        pipe, loras = _ready_pipeline(backend, entry, task, request)
         call = PipelineCall.build(pipe, task, (seed,), request.extra)
         width, height = request.width, request.height
         if isinstance(request, ImageToVideoRequest):

@@ -10,14 +10,13 @@ sent) or until 64 KiB are pending. The sync path does the same in ``deadline_tra
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any, Optional
 
 import httpcore
 import httpx
 
-from .deadline_transport import _COALESCE_BYTES, _HTTPCORE_ERRORS, core_request
+from .deadline_transport import _COALESCE_BYTES, _httpx_errors, core_request
 
 __all__ = ["JoinedWritesTransport"]
 
@@ -78,17 +77,6 @@ class _JoinedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._backend.sleep(seconds)
-
-
-@contextlib.contextmanager
-def _httpx_errors() -> Any:
-    try:
-        yield
-    except Exception as exc:
-        for core, mapped in _HTTPCORE_ERRORS:
-            if isinstance(exc, core):
-                raise mapped(str(exc)) from exc
-        raise
 
 
 class _ResponseBody(httpx.AsyncByteStream):
